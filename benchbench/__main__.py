@@ -1,0 +1,3 @@
+from benchbench.cli import main
+
+raise SystemExit(main())

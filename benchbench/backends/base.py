@@ -1,0 +1,37 @@
+"""The Backend protocol: what a worker needs from a framework, and nothing more."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Callable, ContextManager, Protocol
+
+from benchbench.case import Case
+
+
+class Skip(Exception):
+    """The case cannot run here (no such device, unsupported combination): a skipped record."""
+
+
+@dataclass
+class Prepared:
+    """A case ready to time. ``step`` runs one iteration and returns with the device
+    synchronised; ``context`` is entered around warm-up and the timed loop."""
+
+    step: Callable[[], None]
+    cold_start: dict  # build_s (and compile_s where a variant compiles)
+    runtime: dict  # versions, threads, device name, math modes, input shape, layout
+    reset_peak_memory: Callable[[], None]
+    device_memory: Callable[[], dict]  # after the timed window: peaks in bytes, or None + reason
+    model_facts: Callable[[], dict]  # params, FLOPs, serialized size; run after timing
+    context: Callable[[], ContextManager] = field(default=contextlib.nullcontext)
+
+
+class Backend(Protocol):
+    name: str
+
+    def probe(self) -> dict:
+        """Versions, devices ({name: {available, reason, ...}}), model names."""
+
+    def prepare(self, case: Case) -> Prepared:
+        """Build the model and inputs for ``case`` on its device; raise Skip if it cannot run."""

@@ -1,0 +1,275 @@
+"""The PyTorch backend. Imported only in worker and probe processes."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+
+import torch
+
+from benchbench.backends.base import Prepared, Skip
+from benchbench.case import Case
+from benchbench.models import torch_models
+
+FLOPS_NOTE = (
+    "forward pass per sample; FLOPs = 2 × multiply-accumulates; counted by "
+    "torch.utils.flop_counter.FlopCounterMode (convolutions and matmuls)"
+)
+
+
+def _versions() -> dict:
+    out = {"torch": torch.__version__}
+    for pkg in ("torchvision", "timm", "numpy"):
+        try:
+            out[pkg] = __import__(pkg).__version__
+        except Exception:  # not installed: not a version
+            out[pkg] = None
+    out["cuda"] = torch.version.cuda
+    out["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return out
+
+
+def _cuda_devices() -> dict:
+    if not torch.cuda.is_available():
+        return {"available": False, "reason": "no CUDA GPU visible to PyTorch"}
+    gpus = []
+    for i in range(torch.cuda.device_count()):
+        p = torch.cuda.get_device_properties(i)
+        gpus.append(
+            {
+                "index": i,
+                "name": p.name,
+                "memory_bytes": p.total_memory,
+                "uuid": str(getattr(p, "uuid", "")) or None,
+                "capability": f"{p.major}.{p.minor}",
+            }
+        )
+    return {"available": True, "count": len(gpus), "gpus": gpus}
+
+
+def _tpu() -> dict:
+    try:
+        import torch_xla  # noqa: F401
+    except ImportError:
+        return {"available": False, "reason": "torch_xla is not installed (no TPU path for PyTorch here)"}
+    try:
+        import torch_xla.runtime as xr
+
+        if xr.device_type() != "TPU":
+            return {"available": False, "reason": f"torch_xla sees {xr.device_type()}, not a TPU"}
+    except Exception as e:  # runtime cannot start: no TPU
+        return {"available": False, "reason": f"no TPU visible to torch_xla ({e})"}
+    return {"available": True}
+
+
+def _sync_fn(device: torch.device):
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    if device.type == "mps":
+        return torch.mps.synchronize
+    if device.type == "xla":
+        import torch_xla
+
+        return torch_xla.sync
+    return lambda: None  # eager CPU ops have finished when they return
+
+
+def _cpu_name() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or None
+
+
+def _set_fp32_math() -> dict:
+    """fp32 means fp32: TF32 and reduced-precision reductions off; say which modes were on."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.benchmark = False
+    return {
+        "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "reduced_precision_reduction": False,
+        "cudnn.benchmark": torch.backends.cudnn.benchmark,
+    }
+
+
+def _serialized_bytes(model: torch.nn.Module) -> int:
+    class Counter(io.RawIOBase):
+        n = 0
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            self.n += len(b)
+            return len(b)
+
+    sink = Counter()
+    torch.save(model.state_dict(), sink)
+    return sink.n
+
+
+def _flops_per_sample(model, x_one) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x_one)
+    return int(counter.get_total_flops())
+
+
+class TorchBackend:
+    name = "torch"
+
+    def probe(self) -> dict:
+        return {
+            "framework": "torch",
+            "versions": _versions(),
+            "devices": {"cpu": {"available": True, "name": _cpu_name()}, "cuda": _cuda_devices(), "tpu": _tpu()},
+            "models": torch_models.zoo_names(),
+            "timm_models": torch_models.timm_names(),
+        }
+
+    def _device(self, case: Case) -> torch.device:
+        kind = case.device.split(":")[0]
+        if kind == "cpu":
+            return torch.device("cpu")
+        if kind == "cuda":
+            info = _cuda_devices()
+            if not info["available"]:
+                raise Skip(info["reason"])
+            dev = torch.device(case.device)
+            index = dev.index or 0
+            if index >= info["count"]:
+                raise Skip(f"{case.device}: only {info['count']} CUDA GPU(s) visible")
+            return torch.device("cuda", index)
+        if kind == "tpu":
+            info = _tpu()
+            if not info["available"]:
+                raise Skip(info["reason"])
+            import torch_xla
+
+            return torch_xla.device()
+        raise Skip(f"device {case.device!r} is not supported by the torch backend")
+
+    def prepare(self, case: Case) -> Prepared:
+        if case.variant != "fp32":
+            raise Skip(f"variant {case.variant!r} is not implemented for torch yet")
+        device = self._device(case)
+        threads = case.threads or len(os.sched_getaffinity(0))
+        torch.set_num_threads(threads)
+        math_modes = _set_fp32_math()
+        torch.manual_seed(case.settings.seed)
+        gen = torch.Generator().manual_seed(case.settings.seed)
+
+        t0 = time.perf_counter()
+        model = torch_models.build(case.model, case.input_shape).to(device)
+        sync = _sync_fn(device)
+        sync()
+        build_s = time.perf_counter() - t0
+
+        x = torch.randn((case.batch_size, *case.input_shape), generator=gen).to(device)
+        runtime = {
+            "framework": "torch",
+            "versions": _versions(),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+            "device_type": device.type,
+            "threads": torch.get_num_threads(),
+            "interop_threads": torch.get_num_interop_threads(),
+            "math_modes": math_modes,
+            "dtype": "float32",
+            "input_shape": [case.batch_size, *case.input_shape],
+            "data_layout": "NCHW" if len(case.input_shape) == 3 else "NC",
+        }
+        if device.type == "cuda":
+            runtime["device_uuid"] = str(torch.cuda.get_device_properties(device).uuid)
+
+        if case.mode == "inference":
+            model.eval()
+
+            def step():
+                model(x)
+                sync()
+
+            context = torch.inference_mode
+        else:
+            model.train()
+            loss_name, loss_fn, make_targets = torch_models.loss_for(case.model)
+            with torch.no_grad():
+                out_shape = model(x).shape
+            y = make_targets(out_shape, gen, device)
+            if case.optimizer == "sgd":
+                opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+            else:
+                opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            runtime["loss"] = loss_name
+            runtime["optimizer"] = type(opt).__name__
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                opt.step()
+                sync()
+
+            context = contextlib.nullcontext
+
+        def reset_peak():
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+
+        def device_memory() -> dict:
+            if device.type != "cuda":
+                return {
+                    "device_peak_allocated_bytes": None,
+                    "device_peak_reserved_bytes": None,
+                    "device_memory_reason": f"{device.type} case: no device allocator (host RSS covers it)",
+                }
+            return {
+                "device_peak_allocated_bytes": torch.cuda.max_memory_allocated(device),
+                "device_peak_reserved_bytes": torch.cuda.max_memory_reserved(device),
+                "device_memory_source": "torch.cuda.max_memory_allocated/reserved over warm-up and timed window",
+            }
+
+        def model_facts() -> dict:
+            facts = {
+                "params": sum(p.numel() for p in model.parameters()),
+                "serialized_bytes": _serialized_bytes(model),
+                "serialized_format": "torch.save(state_dict)",
+            }
+            try:
+                was_training = model.training
+                model.eval()
+                facts["flops_per_sample"] = _flops_per_sample(model, x[:1])
+                facts["flops_note"] = FLOPS_NOTE
+                model.train(was_training)
+            except Exception as e:  # an op FlopCounterMode cannot trace
+                facts["flops_per_sample"] = None
+                facts["flops_note"] = f"unavailable: {type(e).__name__}: {e}"
+            return facts
+
+        return Prepared(
+            step=step,
+            cold_start={"build_s": build_s, "compile_s": None},
+            runtime=runtime,
+            reset_peak_memory=reset_peak,
+            device_memory=device_memory,
+            model_facts=model_facts,
+            context=context,
+        )
+
+
+BACKEND = TorchBackend()

@@ -1,0 +1,100 @@
+"""Case: what is measured (frozen, hashable, with a stable case_id) and how long to measure it."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a case is measured. Not part of the case's identity: changing these
+    changes the confidence in a number, not what the number is of."""
+
+    warmup_iters: int = 3  # untimed iterations at least
+    warmup_max_time: float = 30.0  # s; warm-up stops here even if not settled
+    min_time: float = 1.0  # s of timed iterations at least
+    max_time: float = 10.0  # s; the loop stops here even if the CI target is not met
+    min_iters: int = 5  # timed samples at least (a sample is one block of iterations)
+    max_iters: int = 100_000  # timed samples at most
+    target_rel_ci: float = 0.02  # half-width of the 95% CI of the median / median
+    timeout: float = 600.0  # s for the whole case (worker start to record)
+    memory_limit: int | None = None  # bytes of worker RSS; None = no limit
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Settings":
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement: one framework, model, batch size, device, mode and variant.
+
+    ``threads=None`` means "all the cores the worker may use"; the number actually
+    used is recorded in the result. ``optimizer`` only matters in train mode.
+    """
+
+    framework: str
+    model: str
+    batch_size: int
+    device: str
+    mode: str
+    variant: str
+    input_shape: tuple[int, ...]
+    threads: int | None = None
+    optimizer: str = "adam"
+    settings: Settings = field(default_factory=Settings, compare=False, hash=False)
+
+    def identity(self) -> dict:
+        """The fields that define the case: what its case_id is a hash of."""
+        return {
+            "framework": self.framework,
+            "model": self.model,
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "mode": self.mode,
+            "variant": self.variant,
+            "input_shape": list(self.input_shape),
+            "threads": self.threads,
+            "optimizer": self.optimizer if self.mode == "train" else None,
+        }
+
+    @property
+    def case_id(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.framework}/{self.model}/bs{self.batch_size}/{self.device}/"
+            f"{self.mode}/{self.variant}"
+        )
+
+    def to_dict(self) -> dict:
+        d = self.identity()
+        d["optimizer"] = self.optimizer
+        d["case_id"] = self.case_id
+        d["settings"] = self.settings.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Case":
+        return cls(
+            framework=d["framework"],
+            model=d["model"],
+            batch_size=int(d["batch_size"]),
+            device=d["device"],
+            mode=d["mode"],
+            variant=d["variant"],
+            input_shape=tuple(d["input_shape"]),
+            threads=d.get("threads"),
+            optimizer=d.get("optimizer") or "adam",
+            settings=Settings.from_dict(d.get("settings") or {}),
+        )

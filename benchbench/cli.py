@@ -1,0 +1,213 @@
+"""The commands. Thin: parse arguments, call the library, print. User mistakes end
+here as one line per problem on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import benchbench
+from benchbench.errors import EXIT_CASES_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, UserError
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="benchbench", description=benchbench.__doc__)
+    p.add_argument("--version", action="version", version=f"benchbench {benchbench.__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a suite: records, environment and a summary in a run directory")
+    r.add_argument("suite", nargs="?", help="suite YAML (optional with --resume: the run's own copy is used)")
+    r.add_argument("--out", default="results", help="root directory for run directories (default: results)")
+    r.add_argument("--filter", action="append", default=[], metavar="EXPR",
+                   help="key=glob[,key=glob] (keys: framework model batch_size device mode variant case_id) "
+                        "or a substring of the case label; repeat for OR")
+    r.add_argument("--dry-run", action="store_true", help="print the expanded cases and what would be skipped")
+    r.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run: only its missing cases run")
+    r.add_argument("--strict", action="store_true", help="exit 1 when any case failed or was skipped")
+    r.add_argument("--json", action="store_true", help="print the records as JSON lines on stdout")
+
+    v = sub.add_parser("validate", help="check a suite and print its case count")
+    v.add_argument("suite")
+
+    ls = sub.add_parser("list", help="list models, variants, devices, modes or frameworks")
+    ls.add_argument("what", choices=["models", "variants", "devices", "modes", "frameworks"])
+    ls.add_argument("--framework", default="torch")
+    ls.add_argument("--all", action="store_true", help="models: list every timm model too")
+
+    sub.add_parser("schema", help="print the JSON Schema of the suite format")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "validate": cmd_validate, "list": cmd_list, "schema": cmd_schema}[args.command](args)
+    except UserError as e:
+        for line in e.problems:
+            _err(line)
+        _err(f"error: {e}")
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def cmd_validate(args) -> int:
+    from benchbench.suite import load_suite
+
+    suite = load_suite(args.suite)
+    print(f"{args.suite}: ok, suite {suite.name!r}, {len(suite.cases)} cases")
+    return EXIT_OK
+
+
+def cmd_schema(args) -> int:
+    from benchbench.suite import suite_json_schema
+
+    json.dump(suite_json_schema(), sys.stdout, indent=2)
+    print()
+    return EXIT_OK
+
+
+def cmd_list(args) -> int:
+    from benchbench import probe, registry
+
+    if args.what == "frameworks":
+        for name, desc in registry.FRAMEWORKS.items():
+            err = probe.probe_error(name)
+            print(f"{name:12} {desc}" + (f"  [unavailable: {err}]" if err else ""))
+    elif args.what == "modes":
+        for name, desc in registry.MODES.items():
+            print(f"{name:12} {desc}")
+    elif args.what == "variants":
+        for name, desc in registry.VARIANTS.items():
+            print(f"{name:12} {desc}  (torch: cpu, cuda)")
+    elif args.what == "devices":
+        info = probe.probe(args.framework)
+        if info is None:
+            raise UserError(probe.probe_error(args.framework))
+        for kind, dev in info["devices"].items():
+            state = "available" if dev.get("available") else f"unavailable: {dev.get('reason')}"
+            extra = ""
+            if kind == "cpu":
+                extra = f" ({dev.get('name')})"
+            for gpu in dev.get("gpus", []):
+                extra += f"\n  cuda:{gpu['index']} {gpu['name']} {gpu['memory_bytes'] / 2**30:.1f} GiB uuid={gpu['uuid']}"
+            print(f"{kind:6} {state}{extra}")
+    else:
+        for m in registry.SEED_MODELS.values():
+            print(f"{m.name:12} seed   input {'×'.join(map(str, m.input_shape))}: {m.description}")
+        info = probe.probe(args.framework)
+        if info is None:
+            _err(f"zoo models unavailable: {probe.probe_error(args.framework)}")
+        else:
+            for name in info["models"]:
+                print(f"{name:12} torchvision")
+            timm = info.get("timm_models")
+            if timm is None:
+                print("timm:NAME    timm is not installed")
+            elif args.all:
+                for name in timm:
+                    print(f"timm:{name}")
+            else:
+                print(f"timm:NAME    {len(timm)} timm models, e.g. timm:{timm[0]} (list them with --all)")
+        print("pkg.module:callable   your own function returning an nn.Module (input shape from the suite)")
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from benchbench import display, runner
+    from benchbench.suite import load_suite
+
+    run_dir = None
+    if args.resume:
+        run_dir = Path(args.resume)
+        suite_path, planned = runner.resume_plan(run_dir)
+        suite = load_suite(suite_path)
+        if args.suite:
+            given = load_suite(args.suite)
+            if given.content_hash != suite.content_hash:
+                raise UserError(f"{args.suite} differs from the suite that {run_dir} ran; "
+                                f"--resume uses {suite_path} (omit SUITE or pass that file)")
+        by_id = {c.case_id: c for c in suite.cases}
+        cases = [by_id[i] for i in planned if i in by_id]
+        if args.filter:
+            cases = runner.select(tuple(cases), args.filter)
+    else:
+        if not args.suite:
+            raise UserError("run: a SUITE file is required (or --resume RUN_DIR)")
+        suite = load_suite(args.suite)
+        cases = runner.select(suite.cases, args.filter)
+
+    out = display.console(sys.stderr if args.json else sys.stdout)
+    if args.dry_run:
+        rows = [(c, runner.skip_reason(c)) for c in cases]
+        out.print(display.case_table(rows, f"suite {suite.name}: {len(cases)} cases"))
+        skipped = sum(1 for _, s in rows if s)
+        out.print(f"{len(cases)} cases: {len(cases) - skipped} to run, {skipped} skipped")
+        return EXIT_OK
+
+    if run_dir is None:
+        run_dir = runner.new_run_dir(Path(args.out), suite)
+    _err(f"run directory: {run_dir}")
+
+    progress = _Progress(len(cases))
+
+    def on_record(rec):
+        progress.advance(rec)
+        if args.json:
+            print(json.dumps(rec.to_dict()), flush=True)
+
+    with progress:
+        result = runner.run(suite, cases, run_dir, on_start=progress.start, on_record=on_record)
+
+    out.print(display.summary_table(result.records, f"suite {suite.name}: {run_dir}"))
+    counts = f"{result.count('ok')} ok, {result.count('failed')} failed, {result.count('skipped')} skipped"
+    if result.interrupted:
+        _err(f"interrupted: {counts}; records kept in {run_dir}; finish with: benchbench run --resume {run_dir}")
+        return EXIT_INTERRUPTED
+    _err(f"{counts}; results in {run_dir}")
+    if args.strict and (result.count("failed") or result.count("skipped")):
+        return EXIT_CASES_FAILED
+    return EXIT_OK
+
+
+class _Progress:
+    """A rich progress bar on stderr when it is a terminal; one line per case otherwise."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.tty = sys.stderr.isatty()
+        self.bar = None
+
+    def __enter__(self):
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), transient=True, console=Console(file=sys.stderr))
+            self.bar.__enter__()
+            self.task = self.bar.add_task("starting", total=self.total)
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def start(self, i: int, n: int, case) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=f"[{i}/{n}] {case.label}")
+
+    def advance(self, rec) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
+        else:
+            c = rec.case
+            _err(f"{rec.status:8} {c['framework']}/{c['model']}/bs{c['batch_size']}/{c['device']}/{c['mode']}/"
+                 f"{c['variant']}" + (f": {rec.reason}" if rec.reason else ""))

@@ -1,0 +1,87 @@
+"""Terminal rendering: case tables, the run summary, progress. Units appear only here."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from benchbench.case import Case
+from benchbench.results import Record
+
+
+def console(stream=None) -> Console:
+    stream = stream or sys.stdout
+    tty = stream.isatty()
+    return Console(file=stream, width=None if tty else 200, highlight=False, soft_wrap=not tty)
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def fmt_ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    ms = seconds * 1e3
+    return f"{ms:,.3f}" if ms < 1 else f"{ms:,.2f}" if ms < 100 else f"{ms:,.1f}"
+
+
+def case_table(rows: list[tuple[Case, str | None]], title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("#", "case_id", "framework", "model", "batch", "device", "mode", "variant", "input", "plan"):
+        t.add_column(col, justify="right" if col in ("#", "batch") else "left")
+    for i, (c, skip) in enumerate(rows, 1):
+        t.add_row(
+            str(i), c.case_id, c.framework, c.model, str(c.batch_size), c.device, c.mode, c.variant,
+            "×".join(map(str, c.input_shape)), f"skip: {skip}" if skip else "run",
+        )
+    return t
+
+
+def note(rec: Record) -> str:
+    if rec.status != "ok":
+        return rec.reason or ""
+    notes = []
+    if rec.stats and rec.stats.get("noisy"):
+        notes.append("noisy: IQR > 10% of median")
+    if rec.timing and not rec.timing.get("target_met"):
+        rel = rec.timing.get("final_rel_ci")
+        got = f"±{rel * 100:.1f}%" if rel is not None else "undefined"
+        notes.append(f"CI target not met ({got}, stopped on {rec.timing.get('stop_reason')})")
+    if rec.timing and not rec.timing.get("warmup_settled"):
+        notes.append("warm-up did not settle")
+    return "; ".join(notes)
+
+
+def summary_table(records: list[Record], title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    cols = [
+        ("case", "left"), ("status", "left"), ("samples/s", "right"), ("ms/batch p50", "right"),
+        ("p99", "right"), ("±CI95", "right"), ("iters", "right"), ("peak RSS", "right"),
+        ("dev peak", "right"), ("note", "left"),
+    ]
+    for name, justify in cols:
+        t.add_column(name, justify=justify)
+    for r in records:
+        c = r.case
+        label = f"{c['model']} bs{c['batch_size']} {c['device']} {c['mode']} {c['variant']}"
+        s = r.stats or {}
+        status = {"ok": "[green]ok[/]", "failed": "[red]failed[/]", "skipped": "[yellow]skipped[/]"}[r.status]
+        rel = s.get("rel_ci")
+        t.add_row(
+            label,
+            status,
+            f"{s['throughput']:,.1f}" if s.get("throughput") else "",
+            fmt_ms(s.get("median")) if s else "",
+            fmt_ms(s.get("p99")) if s else "",
+            f"{rel * 100:.1f}%" if rel is not None else ("n/a" if s else ""),
+            str(r.timing.get("iterations")) if r.timing else "",
+            fmt_bytes(r.memory.get("host_peak_rss_bytes")) if r.memory else "",
+            fmt_bytes(r.memory.get("device_peak_allocated_bytes")) if r.memory.get("device_peak_allocated_bytes") else "",
+            note(r),
+        )
+    return t

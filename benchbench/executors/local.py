@@ -1,0 +1,160 @@
+"""Run a case in its own worker subprocess, with a timeout and a memory limit.
+
+Whatever happens to the worker — an exception, a segfault, an abort, the kernel's
+OOM killer, a hang — the result is a record: the worker's own, or a failed one built
+here from the exit status and the last line of the case's log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+from benchbench.case import Case
+from benchbench.results import Record
+
+POLL_S = 0.05
+
+SIGNAL_MEANING = {
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGABRT: "abort",
+    signal.SIGBUS: "bus error",
+    signal.SIGFPE: "floating-point exception",
+    signal.SIGILL: "illegal instruction",
+}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def _last_log_line(log_path: Path) -> str:
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def worker_env(case: Case, extra_paths: list[str]) -> dict:
+    env = dict(os.environ)
+    threads = case.threads or len(os.sched_getaffinity(0))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(threads)
+    env["PYTHONUNBUFFERED"] = "1"
+    paths = [p for p in extra_paths if p] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def run_case(case: Case, work_dir: Path, log_path: Path, extra_paths: list[str] = ()) -> Record:
+    """Run ``case`` in a fresh interpreter; KeyboardInterrupt kills the worker and propagates."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    case_path = work_dir / f"{case.case_id}.case.json"
+    result_path = work_dir / f"{case.case_id}.result.json"
+    result_path.unlink(missing_ok=True)
+    case_path.write_text(json.dumps(case.to_dict()), encoding="utf-8")
+    started, t0 = _now(), time.monotonic()
+    limit = case.settings.memory_limit
+    reason = None
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchbench.worker", str(case_path), str(result_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=worker_env(case, list(extra_paths)),
+            start_new_session=True,  # its own process group: killed as a whole, no stray Ctrl-C
+        )
+        ps = psutil.Process(proc.pid)
+        try:
+            while proc.poll() is None:
+                elapsed = time.monotonic() - t0
+                if elapsed > case.settings.timeout:
+                    _kill_group(proc)
+                    reason = f"timed out after {case.settings.timeout:g} s (per-case timeout); worker killed"
+                    break
+                if limit is not None:
+                    rss = _tree_rss(ps)
+                    if rss > limit:
+                        _kill_group(proc)
+                        reason = (
+                            f"out of memory: worker RSS {fmt_bytes(rss)} exceeded the memory "
+                            f"limit of {fmt_bytes(limit)}; worker killed"
+                        )
+                        break
+                time.sleep(POLL_S)
+        except BaseException:
+            _kill_group(proc)
+            raise
+        # the worker may have left children (data loaders) behind
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    duration = time.monotonic() - t0
+    if reason is None and result_path.exists():
+        record = Record.from_dict(json.loads(result_path.read_text(encoding="utf-8")))
+    else:
+        record = Record(case=case.to_dict(), status="failed", started_at=started, ended_at=_now())
+        record.reason = reason or _exit_reason(proc.returncode, log_path)
+    record.duration_s = duration
+    record.host = socket.gethostname()
+    case_path.unlink(missing_ok=True)
+    result_path.unlink(missing_ok=True)
+    return record
+
+
+def _exit_reason(code: int, log_path: Path) -> str:
+    last = _last_log_line(log_path)
+    tail = f"; last log line: {last}" if last else ""
+    if code < 0:
+        sig = signal.Signals(-code)
+        if sig == signal.SIGKILL:
+            return f"worker killed by SIGKILL (likely the kernel's out-of-memory killer){tail}"
+        meaning = SIGNAL_MEANING.get(sig, "signal")
+        return f"worker crashed: {sig.name} ({meaning}){tail}"
+    return f"worker exited with code {code} without a result{tail}"

@@ -1,0 +1,1 @@
+"""Model builders per framework. Only backends import these modules."""

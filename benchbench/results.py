@@ -1,0 +1,139 @@
+"""The result record (one per case, crossing every boundary), its files, and loading.
+
+Units inside records are SI: seconds, bytes, samples/s, FLOPs. Units appear only on
+display. A figure that could not be measured is ``None`` with a reason beside it,
+never 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from benchbench.errors import UserError
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "failed", "skipped")
+RESULTS_FILE = "results.jsonl"
+ENVIRONMENT_FILE = "environment.json"
+
+
+@dataclass
+class Record:
+    case: dict  # Case.to_dict(): every axis, input_shape, settings, case_id
+    status: str  # "ok" | "failed" | "skipped"
+    reason: str | None = None  # one line, for failed and skipped
+    stats: dict | None = None  # measure.stats.Stats as a dict (seconds, samples/s)
+    samples: list[float] = field(default_factory=list)  # s per iteration (block means)
+    timing: dict | None = None  # measure.timing.Timing minus samples: warm-up, stop rule
+    memory: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)  # params, flops_per_sample, serialized_bytes
+    cold_start: dict = field(default_factory=dict)  # build_s, first_iter_s, compile_s
+    runtime: dict = field(default_factory=dict)  # versions, threads, device name, math modes
+    started_at: str | None = None  # ISO 8601, UTC
+    ended_at: str | None = None
+    duration_s: float | None = None  # whole case: worker start to record
+    host: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def case_id(self) -> str:
+        return self.case["case_id"]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Record":
+        version = d.get("schema_version")
+        if not isinstance(version, int):
+            raise UserError("record without a schema_version: not a benchbench record")
+        if version > SCHEMA_VERSION:
+            raise UserError(
+                f"record schema_version {version} is newer than this benchbench "
+                f"understands ({SCHEMA_VERSION}): upgrade benchbench to read it"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def append_record(path: str | os.PathLike, record: Record) -> None:
+    """Append one record as a JSON line, flushed and fsynced: a crash later loses nothing."""
+    line = json.dumps(record.to_dict(), separators=(",", ":"), allow_nan=False)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_records(path: str | os.PathLike) -> list[Record]:
+    """Records of a results.jsonl file or a run directory. A torn last line (a crash
+    mid-write) is ignored; any other bad line is an error naming the line."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / RESULTS_FILE
+    if not p.exists():
+        raise UserError(f"{p}: no such file")
+    lines = p.read_text(encoding="utf-8").splitlines()
+    records = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == len(lines):
+                break  # torn final write
+            raise UserError(f"{p}:{i}: not a JSON record ({e.msg})") from None
+        records.append(Record.from_dict(d))
+    return records
+
+
+def _flatten(prefix: str, d: dict, out: dict) -> None:
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k != "settings":
+            _flatten(key + ".", v, out)
+        else:
+            out[key] = v
+
+
+def to_row(record: Record) -> dict:
+    """One flat row: case axes at top level (model, batch_size …), nested parts as
+    ``stats.median``, ``memory.host_peak_rss_bytes`` …; samples as a list."""
+    d = record.to_dict()
+    row: dict = {}
+    case = d.pop("case")
+    row.update({k: v for k, v in case.items() if k != "settings"})
+    row["settings"] = case.get("settings")
+    samples = d.pop("samples")
+    _flatten("", d, row)
+    row["samples"] = samples
+    return row
+
+
+def load(*paths: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821
+    """A pandas DataFrame, a row per case, from run directories or results.jsonl files."""
+    import pandas as pd
+
+    rows = []
+    for path in paths:
+        for rec in read_records(path):
+            row = to_row(rec)
+            row["run_dir"] = str(Path(path) if Path(path).is_dir() else Path(path).parent)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_json(path: str | os.PathLike, data: dict) -> None:
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def iter_case_ids(records: Iterable[Record]) -> set[str]:
+    return {r.case_id for r in records}

@@ -1,0 +1,92 @@
+"""The child process: one Case in (a JSON file), one Record out (a JSON file).
+
+    python -m benchbench.worker CASE.json RESULT.json
+
+The framework is imported here and nowhere in the parent. Python exceptions become a
+failed record written by the worker itself (traceback to the case log); crashes that
+kill the process are recorded by the executor from the exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import traceback
+from datetime import datetime, timezone
+
+from benchbench.case import Case
+from benchbench.results import Record, write_json
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _one_line(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}".strip()
+    return " ".join(text.split())[:500]
+
+
+def host_memory() -> dict:
+    import psutil
+
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {
+        "host_peak_rss_bytes": peak_kib * 1024,
+        "host_peak_rss_source": "getrusage ru_maxrss of the worker up to the end of the timed "
+        "window (framework import and model build included)",
+        "host_rss_after_timed_bytes": psutil.Process().memory_info().rss,
+    }
+
+
+def run(case: Case) -> Record:
+    from benchbench import backends
+    from benchbench.backends.base import Skip
+    from benchbench.measure.stats import summarize
+    from benchbench.measure.timing import measure
+
+    rec = Record(case=case.to_dict(), status="failed", started_at=_now())
+    try:
+        backend = backends.get(case.framework)
+        prepared = backend.prepare(case)
+        rec.runtime = prepared.runtime
+        rec.cold_start = dict(prepared.cold_start)
+        prepared.reset_peak_memory()
+        with prepared.context():
+            timing = measure(prepared.step, case.settings)
+        rec.memory = {**host_memory(), **prepared.device_memory()}
+        rec.samples = timing.samples
+        rec.timing = timing.to_dict()
+        rec.cold_start["first_iter_s"] = timing.first_iter_s
+        rec.stats = summarize(timing.samples, case.batch_size).to_dict()
+        rec.model = prepared.model_facts()
+        rec.status = "ok"
+    except Skip as e:
+        rec.status, rec.reason = "skipped", str(e)
+    except MemoryError as e:
+        rec.reason = f"out of memory: {_one_line(e)}"
+        traceback.print_exc()
+    except Exception as e:
+        reason = _one_line(e)
+        if "out of memory" in reason.lower():
+            reason = f"out of memory: {reason}"
+        rec.reason = reason
+        traceback.print_exc()
+    rec.ended_at = _now()
+    return rec
+
+
+def main(argv: list[str]) -> int:
+    case_path, result_path = argv
+    with open(case_path, encoding="utf-8") as f:
+        case = Case.from_dict(json.load(f))
+    print(f"benchbench worker pid {os.getpid()}: {case.label} ({case.case_id})", flush=True)
+    record = run(case)
+    write_json(result_path, record.to_dict())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,111 @@
+"""The timing loop driven by a fake clock: exact iteration counts and stop reasons, no sleeps."""
+
+import itertools
+
+from benchbench.case import Settings
+from benchbench.measure.timing import choose_block_size, measure
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def stepper(clock, durations):
+    """A step that takes the next duration from ``durations`` (an iterable) of fake time."""
+    it = iter(durations)
+    calls = []
+
+    def step():
+        d = next(it)
+        calls.append(d)
+        clock.now += d
+
+    return step, calls
+
+
+def test_first_iteration_is_cold_start_and_never_a_sample():
+    clock = FakeClock()
+    # cold 5 s, warm-up 0.25 then 0.25 (settled), then steady 0.125 (exact in binary)
+    step, calls = stepper(clock, itertools.chain([5.0, 0.25, 0.25], itertools.repeat(0.125)))
+    s = Settings(warmup_iters=2, min_time=1.0, max_time=10.0, min_iters=10, target_rel_ci=0.02)
+    t = measure(step, s, clock=clock)
+    assert t.first_iter_s == 5.0
+    assert t.warmup_iters == 2 and t.warmup_settled is True
+    assert t.samples == [0.125] * len(t.samples)
+    # identical samples: the CI is zero-width as soon as min_time and min_iters are met
+    assert t.stop_reason == "ci_target_met" and t.target_met
+    assert len(t.samples) == 10  # 10 × 0.125 s ≥ 1.0 s = min_time, and min_iters 10
+    assert t.block_size == 1
+    assert t.iterations == 10
+
+
+def test_warm_up_runs_until_settled():
+    clock = FakeClock()
+    warm = [1.0, 0.75, 0.5, 0.375, 0.25, 0.234375]  # cold, then settling; 0.25 → 0.234375 within 10%
+    step, calls = stepper(clock, itertools.chain(warm, itertools.repeat(0.234375)))
+    s = Settings(warmup_iters=2, min_time=0.0, min_iters=8, max_time=100)
+    t = measure(step, s, clock=clock)
+    assert t.warmup_iters == 5
+    assert t.warmup_settled
+    assert t.warmup_s == 0.75 + 0.5 + 0.375 + 0.25 + 0.234375
+
+
+def test_unsettled_warm_up_stops_at_its_time_limit_and_says_so():
+    clock = FakeClock()
+    alternating = itertools.cycle([0.1, 0.3])  # never within 10% of the previous
+    step, _ = stepper(clock, alternating)
+    s = Settings(warmup_iters=2, warmup_max_time=2.0, min_time=0.0, min_iters=8, max_time=3.0)
+    t = measure(step, s, clock=clock)
+    assert t.warmup_settled is False
+    assert 2.0 <= t.warmup_s < 2.4
+
+
+def test_noisy_samples_stop_on_max_time_with_target_not_met():
+    clock = FakeClock()
+    noisy = itertools.cycle([0.1, 0.2, 0.1, 0.3, 0.15])
+    step, _ = stepper(clock, itertools.chain([1.0, 0.1, 0.1], noisy))
+    s = Settings(warmup_iters=2, min_time=1.0, max_time=5.0, min_iters=5, target_rel_ci=0.01)
+    t = measure(step, s, clock=clock)
+    assert t.stop_reason == "max_time"
+    assert t.target_met is False
+    assert t.final_rel_ci is not None and t.final_rel_ci > 0.01
+    assert 5.0 <= sum(t.samples) < 5.0 + 0.3 + 1e-9
+
+
+def test_max_iters_caps_the_sample_count():
+    clock = FakeClock()
+    noisy = itertools.cycle([0.1, 0.2])
+    step, _ = stepper(clock, itertools.chain([1.0, 0.1, 0.1], noisy))
+    s = Settings(warmup_iters=2, min_time=0.0, max_time=1e9, min_iters=5, max_iters=40, target_rel_ci=0.001)
+    t = measure(step, s, clock=clock)
+    assert t.stop_reason == "max_iters" and len(t.samples) == 40
+
+
+def test_min_iters_wins_over_max_time():
+    clock = FakeClock()
+    step, _ = stepper(clock, itertools.repeat(2.0))
+    s = Settings(warmup_iters=1, min_time=0.0, max_time=1.0, min_iters=5)
+    t = measure(step, s, clock=clock)
+    assert len(t.samples) == 5
+
+
+def test_fast_steps_are_timed_in_blocks():
+    clock = FakeClock()
+    step, calls = stepper(clock, itertools.repeat(1e-5))
+    s = Settings(warmup_iters=3, min_time=0.05, max_time=1.0, min_iters=10)
+    t = measure(step, s, clock=clock)
+    assert t.block_size == choose_block_size(1e-5) == 100
+    assert t.iterations == len(t.samples) * 100
+    assert all(abs(x - 1e-5) < 1e-12 for x in t.samples)
+    # first call + warm-up (2 settle checks need ≥ 3 here) + timed iterations
+    assert len(calls) == 1 + t.warmup_iters + t.iterations
+
+
+def test_block_size_rule():
+    assert choose_block_size(0.5) == 1
+    assert choose_block_size(1e-3) == 1
+    assert choose_block_size(2.5e-4) == 4
