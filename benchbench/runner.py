@@ -185,7 +185,9 @@ def run(
                     on_record(record)
     except (KeyboardInterrupt, Interrupted):
         result.interrupted = True
-    run_info.update(status="incomplete" if result.interrupted else "complete", updated_at=_now())
+    recorded = done | {r.case_id for r in result.records}
+    missing = [i for i in run_info["planned"] if i not in recorded]
+    run_info.update(status="incomplete" if missing else "complete", missing=missing, updated_at=_now())
     write_json(run_dir / RUN_FILE, run_info)
     return result
 

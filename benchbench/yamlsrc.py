@@ -95,17 +95,25 @@ def load(text: str) -> Source:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = e.problem or e.context or "cannot parse"
+        if problem.startswith("but found another document"):
+            raise YamlSyntaxError(mark.line + 1, "a second document (---): a suite is one") from None
         if e.context and e.context_mark and e.problem_mark and e.context_mark is not e.problem_mark:
             problem += f" ({e.context} on line {e.context_mark.line + 1})"
         raise YamlSyntaxError(mark.line + 1 if mark else None, problem) from None
     except yaml.reader.ReaderError as e:  # a character YAML does not allow
         line = text.count("\n", 0, max(e.position, 0)) + 1
-        raise YamlSyntaxError(line, f"character {e.character!r} is not allowed") from None
+        code = e.character if isinstance(e.character, int) else ord(e.character)
+        raise YamlSyntaxError(line, f"character U+{code:04X} is not allowed in YAML") from None
     except yaml.YAMLError as e:
-        raise YamlSyntaxError(None, str(e)) from None
+        raise YamlSyntaxError(None, str(e).replace("\n", " ")) from None
+    except RecursionError:
+        raise YamlSyntaxError(None, "nested too deeply") from None
     src = Source(data=None)
     if node is not None:
-        src.data = _Builder(src).build(node, ())
+        try:
+            src.data = _Builder(src).build(node, ())
+        except RecursionError:
+            raise YamlSyntaxError(None, "nested too deeply") from None
     return src
 
 
@@ -187,7 +195,10 @@ class _Builder:
         sources = node.value if isinstance(node, SequenceNode) else [node]
         entries: list[tuple[Node, Node]] = []
         for source in sources:
-            if not isinstance(source, MappingNode) or id(source) in self.active:
+            if id(source) in self.active:
+                self.problem(source, path, "a merge key (<<) refers to the mapping that holds it")
+                continue
+            if not isinstance(source, MappingNode):
                 self.problem(source, path, "a merge key (<<) takes a mapping or a list of mappings")
                 continue
             for key_node, value_node in source.value:
