@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         for line in e.problems:
             _err(line)
-        _err(f"error: {e}")
+        if str(e) not in e.problems:
+            _err(f"error: {e}")
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         _err("interrupted")
@@ -167,6 +168,8 @@ def cmd_run(args) -> int:
         result = runner.run(suite, cases, run_dir, on_start=progress.start, on_record=on_record)
 
     out.print(display.summary_table(result.records, f"suite {suite.name}: {run_dir}"))
+    for line in display.skipped_lines(result.records):
+        out.print(line)
     counts = f"{result.count('ok')} ok, {result.count('failed')} failed, {result.count('skipped')} skipped"
     if result.interrupted:
         _err(f"interrupted: {counts}; records kept in {run_dir}; finish with: benchbench run --resume {run_dir}")

@@ -47,14 +47,24 @@ def note(rec: Record) -> str:
         return rec.reason or ""
     notes = []
     if rec.stats and rec.stats.get("noisy"):
-        notes.append("noisy: IQR > 10% of median")
+        notes.append("noisy (IQR > 10%)")
     if rec.timing and not rec.timing.get("target_met"):
         rel = rec.timing.get("final_rel_ci")
+        target = rec.case.get("settings", {}).get("target_rel_ci")
         got = f"±{rel * 100:.1f}%" if rel is not None else "undefined"
-        notes.append(f"CI target not met ({got}, stopped on {rec.timing.get('stop_reason')})")
+        notes.append(f"CI {got} > target ±{target * 100:g}%" if target else f"CI {got}: target not met")
     if rec.timing and not rec.timing.get("warmup_settled"):
-        notes.append("warm-up did not settle")
+        notes.append("warm-up not settled")
     return "; ".join(notes)
+
+
+def skipped_lines(records: list[Record]) -> list[str]:
+    """Skipped cases grouped by reason: one line per reason, not one row per case."""
+    groups: dict[str, list[str]] = {}
+    for r in records:
+        if r.status == "skipped":
+            groups.setdefault(r.reason or "", []).append(r.case["device"])
+    return [f"{len(devs)} skipped ({', '.join(sorted(set(devs)))}): {reason}" for reason, devs in groups.items()]
 
 
 def summary_table(records: list[Record], title: str) -> Table:
@@ -67,6 +77,8 @@ def summary_table(records: list[Record], title: str) -> Table:
     for name, justify in cols:
         t.add_column(name, justify=justify)
     for r in records:
+        if r.status == "skipped":
+            continue
         c = r.case
         label = f"{c['model']} bs{c['batch_size']} {c['device']} {c['mode']} {c['variant']}"
         s = r.stats or {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,9 +62,20 @@ class Record:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+def _finite(value):
+    """NaN and ±inf are not measurements: they are stored as null (unavailable)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def append_record(path: str | os.PathLike, record: Record) -> None:
     """Append one record as a JSON line, flushed and fsynced: a crash later loses nothing."""
-    line = json.dumps(record.to_dict(), separators=(",", ":"), allow_nan=False)
+    line = json.dumps(_finite(record.to_dict()), separators=(",", ":"), allow_nan=False)
     with open(path, "a", encoding="utf-8") as f:
         f.write(line + "\n")
         f.flush()
