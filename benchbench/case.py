@@ -23,6 +23,9 @@ class Settings:
     timeout: float = 600.0  # s for the whole case (worker start to record)
     memory_limit: int | None = None  # bytes of worker RSS; None = no limit
     seed: int = 0
+    telemetry_hz: float = 10.0  # sampler ticks per second over the timed window; 0 = off, at most 100
+    idle_baseline_s: float = 0.0  # s of idle power sampled before the window (0 = none)
+    cooldown_s: float = 0.0  # s the runner waits before this case when another ran before it
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -41,13 +41,25 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--all", action="store_true", help="models: list every timm model too")
 
     sub.add_parser("schema", help="print the JSON Schema of the suite format")
+    d = sub.add_parser("devices", help="CPU (RAPL readable?), GPUs (NVML) and TPUs of this machine")
+    d.add_argument("--json", action="store_true", help="print the inventory as JSON")
+
+    rp = sub.add_parser("report", help="build one self-contained HTML report from one or more run directories")
+    rp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories to merge (runs, machines)")
+    rp.add_argument("-o", "--out", metavar="FILE",
+                    help="output HTML (default: report.html in the run directory, ./report.html for several)")
+    rp.add_argument("--baseline", metavar="VARIANT", help="add the speed-up of each case over this variant")
+    rp.add_argument("--format", choices=["png", "svg", "pdf"],
+                    help="also write every figure as a static file in FILE's <stem>-figures/ "
+                         "(needs kaleido and Chrome/Chromium; exit 2 without them)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "validate": cmd_validate, "list": cmd_list, "schema": cmd_schema}[args.command](args)
+        return {"run": cmd_run, "validate": cmd_validate, "list": cmd_list, "schema": cmd_schema, "devices": cmd_devices,
+                "report": cmd_report}[args.command](args)
     except UserError as e:
         for line in e.problems:
             _err(line)
@@ -64,6 +76,14 @@ def cmd_validate(args) -> int:
 
     suite = load_suite(args.suite)
     print(f"{args.suite}: ok, suite {suite.name!r}, {len(suite.cases)} cases")
+    return EXIT_OK
+
+
+def cmd_devices(args) -> int:
+    from benchbench import devices
+
+    inv = devices.inventory()
+    print(json.dumps(inv, indent=2) if args.json else devices.format_inventory(inv))
     return EXIT_OK
 
 
@@ -87,7 +107,7 @@ def cmd_list(args) -> int:
             print(f"{name:12} {desc}")
     elif args.what == "variants":
         for name, desc in registry.VARIANTS.items():
-            print(f"{name:12} {desc}  (torch: cpu, cuda)")
+            print(f"{name:12} {desc}")
     elif args.what == "devices":
         info = probe.probe(args.framework)
         if info is None:
@@ -98,7 +118,9 @@ def cmd_list(args) -> int:
             if kind == "cpu":
                 extra = f" ({dev.get('name')})"
             for gpu in dev.get("gpus", []):
-                extra += f"\n  cuda:{gpu['index']} {gpu['name']} {gpu['memory_bytes'] / 2**30:.1f} GiB uuid={gpu['uuid']}"
+                mem = gpu.get("memory_bytes")
+                size = f"{mem / 2**30:.1f} GiB" if mem else "memory n/a"
+                extra += f"\n  cuda:{gpu.get('index')} {gpu.get('name')} {size} uuid={gpu.get('uuid')}"
             print(f"{kind:6} {state}{extra}")
     else:
         for m in registry.SEED_MODELS.values():
@@ -107,17 +129,22 @@ def cmd_list(args) -> int:
         if info is None:
             _err(f"zoo models unavailable: {probe.probe_error(args.framework)}")
         else:
+            source = info.get("model_source", "torchvision")
+            aliases = info.get("aliases") or {}
             for name in info["models"]:
-                print(f"{name:12} torchvision")
+                print(f"{name:12} {source}")
+            for alias, target in sorted(aliases.items()):
+                print(f"{alias:12} alias of {target}")
             timm = info.get("timm_models")
             if timm is None:
-                print("timm:NAME    timm is not installed")
+                print(f"timm:NAME    {info.get('timm_reason') or 'timm is not installed'}")
             elif args.all:
                 for name in timm:
                     print(f"timm:{name}")
             else:
                 print(f"timm:NAME    {len(timm)} timm models, e.g. timm:{timm[0]} (list them with --all)")
-        print("pkg.module:callable   your own function returning an nn.Module (input shape from the suite)")
+        kind = "a keras.Model" if args.framework == "tensorflow" else "an nn.Module"
+        print(f"pkg.module:callable   your own function returning {kind} (input shape from the suite)")
     return EXIT_OK
 
 
@@ -170,6 +197,7 @@ def cmd_run(args) -> int:
     out.print(display.summary_table(result.records, f"suite {suite.name}: {run_dir}"))
     for line in display.skipped_lines(result.records):
         out.print(line)
+    _write_run_report(run_dir)
     counts = f"{result.count('ok')} ok, {result.count('failed')} failed, {result.count('skipped')} skipped"
     if result.interrupted:
         _err(f"interrupted: {counts}; records kept in {run_dir}; finish with: benchbench run --resume {run_dir}")
@@ -178,6 +206,30 @@ def cmd_run(args) -> int:
     if args.strict and (result.count("failed") or result.count("skipped")):
         return EXIT_CASES_FAILED
     return EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from benchbench.report import build_report, static
+
+    path = build_report(args.run_dirs, args.out, baseline=args.baseline, fmt=args.format)
+    print(path)
+    if args.format:
+        print(static.figures_dir(path))
+    return EXIT_OK
+
+
+def _write_run_report(run_dir: Path) -> None:
+    """report.html in the run directory. A failure here never costs the run: one line
+    on stderr, the records stay, the exit code is the run's."""
+    try:
+        from benchbench.report import REPORT_FILE, build_report
+
+        path = build_report([run_dir], run_dir / REPORT_FILE)
+    except Exception as e:
+        detail = (str(e).strip().splitlines() or [""])[0]
+        _err(f"report not written ({type(e).__name__}: {detail}); try again: benchbench report {run_dir}")
+        return
+    _err(f"report: {path}")
 
 
 class _Progress:

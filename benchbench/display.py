@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from benchbench.case import Case
@@ -36,8 +37,8 @@ def case_table(rows: list[tuple[Case, str | None]], title: str) -> Table:
         t.add_column(col, justify="right" if col in ("#", "batch") else "left")
     for i, (c, skip) in enumerate(rows, 1):
         t.add_row(
-            str(i), c.case_id, c.framework, c.model, str(c.batch_size), c.device, c.mode, c.variant,
-            "×".join(map(str, c.input_shape)), f"skip: {skip}" if skip else "run",
+            str(i), c.case_id, c.framework, escape(c.model), str(c.batch_size), c.device, c.mode, c.variant,
+            "×".join(map(str, c.input_shape)), escape(f"skip: {skip}") if skip else "run",
         )
     return t
 
@@ -64,7 +65,7 @@ def skipped_lines(records: list[Record]) -> list[str]:
     for r in records:
         if r.status == "skipped":
             groups.setdefault(r.reason or "", []).append(r.case["device"])
-    return [f"{len(devs)} skipped ({', '.join(sorted(set(devs)))}): {reason}" for reason, devs in groups.items()]
+    return [escape(f"{len(devs)} skipped ({', '.join(sorted(set(devs)))}): {reason}") for reason, devs in groups.items()]
 
 
 def summary_table(records: list[Record], title: str) -> Table:
@@ -80,7 +81,7 @@ def summary_table(records: list[Record], title: str) -> Table:
         if r.status == "skipped":
             continue
         c = r.case
-        label = f"{c['model']} bs{c['batch_size']} {c['device']} {c['mode']} {c['variant']}"
+        label = escape(f"{c['framework']} {c['model']} bs{c['batch_size']} {c['device']} {c['mode']} {c['variant']}")
         s = r.stats or {}
         status = {"ok": "[green]ok[/]", "failed": "[red]failed[/]", "skipped": "[yellow]skipped[/]"}[r.status]
         rel = s.get("rel_ci")
@@ -94,6 +95,6 @@ def summary_table(records: list[Record], title: str) -> Table:
             str(r.timing.get("iterations")) if r.timing else "",
             fmt_bytes(r.memory.get("host_peak_rss_bytes")) if r.memory else "",
             fmt_bytes(r.memory.get("device_peak_allocated_bytes")) if r.memory.get("device_peak_allocated_bytes") else "",
-            note(r),
+            escape(note(r)),
         )
     return t

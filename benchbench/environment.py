@@ -16,7 +16,7 @@ import psutil
 
 import benchbench
 
-PACKAGES = ("benchbench", "torch", "torchvision", "timm", "numpy", "pandas", "pydantic", "psutil", "tensorflow")
+PACKAGES = ("benchbench", "torch", "torchvision", "timm", "numpy", "pandas", "pydantic", "psutil", "tensorflow", "tensorflow-cpu", "keras", "plotly")
 
 
 def cpu_model() -> str | None:

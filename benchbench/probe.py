@@ -10,7 +10,10 @@ import sys
 
 PROBE_TIMEOUT_S = 300
 
-INSTALL_HINT = {"torch": "pip install 'benchbench[torch]'"}
+INSTALL_HINT = {
+    "torch": "pip install 'benchbench[torch]'",
+    "tensorflow": "pip install 'benchbench[tensorflow]' (NVIDIA GPU: pip install 'tensorflow[and-cuda]')",
+}
 
 
 @functools.cache

@@ -35,6 +35,8 @@ class Record:
     model: dict = field(default_factory=dict)  # params, flops_per_sample, serialized_bytes
     cold_start: dict = field(default_factory=dict)  # build_s, first_iter_s, compile_s
     runtime: dict = field(default_factory=dict)  # versions, threads, device name, math modes
+    telemetry: dict = field(default_factory=dict)  # sampler rate, sources, summary, series (≤ 300 points)
+    energy: dict = field(default_factory=dict)  # per domain: source, J, W, J/sample, samples/J (None + reason)
     started_at: str | None = None  # ISO 8601, UTC
     ended_at: str | None = None
     duration_s: float | None = None  # whole case: worker start to record

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import signal
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +27,7 @@ from benchbench.suite import Suite
 RUN_FILE = "run.json"
 SUITE_FILE = "suite.yaml"
 FILTER_KEYS = ("framework", "model", "batch_size", "device", "mode", "variant", "case_id")
+_sleep = time.sleep  # the cool-down between cases (tests replace it)
 
 
 class Interrupted(Exception):
@@ -165,6 +167,7 @@ def run(
 
     extra_paths = [os.getcwd(), str(Path(suite.path).resolve().parent)]
     result = RunResult(run_dir=run_dir)
+    ran_one = False  # a cool-down (settings.cooldown_s) only follows a case that ran
     try:
         with _SigtermAsInterrupt():
             for i, case in enumerate(todo, 1):
@@ -175,6 +178,9 @@ def run(
                     record = Record(case=case.to_dict(), status="skipped", reason=reason,
                                     started_at=_now(), ended_at=_now())
                 else:
+                    if ran_one and case.settings.cooldown_s > 0:
+                        _sleep(case.settings.cooldown_s)  # a hot device draws more: let it cool
+                    ran_one = True
                     log = run_dir / "logs" / f"{case.case_id}.log"
                     log.parent.mkdir(exist_ok=True)
                     record = executor.run_case(case, run_dir / ".work", log, extra_paths)

@@ -207,14 +207,16 @@ class _ModelChecker:
         self.cache: dict[str, dict | None] = {}
 
     def problem(self, name: str) -> str | None:
-        for framework in self.frameworks:
-            if framework not in self.cache:
-                self.cache[framework] = self.catalog(framework)
-            found = self.cache[framework]
-            message = found is not None and self.problem_in(name, found)
-            if message:
-                return message
-        return None
+        """A problem when no framework of the suite has ``name``; a name that only some of
+        them have is checked per (framework, model) case after expansion (:meth:`pair_problem`)."""
+        messages = [self.pair_problem(framework, name) for framework in self.frameworks]
+        return None if not messages or None in messages else messages[0]
+
+    def pair_problem(self, framework: str, name: str) -> str | None:
+        if framework not in self.cache:
+            self.cache[framework] = self.catalog(framework)
+        found = self.cache[framework]
+        return (found is not None and self.problem_in(name, found)) or None
 
     @staticmethod
     def problem_in(name: str, found: dict) -> str | None:
@@ -222,7 +224,7 @@ class _ModelChecker:
         timm = found.get("timm_models")
         if registry.model_kind(name) == "timm":
             if timm is None:
-                return f"timm is not installed: pip install timm (for {name!r})"
+                return found.get("timm_reason") or f"timm is not installed: pip install timm (for {name!r})"
             short = name[len(registry.TIMM_PREFIX):]
             timm_names = [registry.TIMM_PREFIX + t for t in timm]
             return None if short in timm else _unknown("timm model", name, timm_names)
@@ -277,6 +279,18 @@ Modes = _axis(str, _names(registry.MODES), _named("mode", registry.MODES))
 Variants = _axis(str, _names(registry.VARIANTS), _named("variant", registry.VARIANTS))
 
 _S = Settings()
+MAX_TELEMETRY_HZ = 100
+
+
+class TelemetrySettings(_Strict):
+    """The power/utilisation sampler over the timed window (``telemetry:``)."""
+
+    hz: _number(ge=0, le=MAX_TELEMETRY_HZ) = Field(
+        _S.telemetry_hz, description="samples per second over the timed window; 0 = off, at most 100"
+    )
+    idle_baseline_s: _number(ge=0) = Field(
+        _S.idle_baseline_s, description="s of idle power measured before the case (total and above-idle energy)"
+    )
 
 
 class MeasureSettings(_Strict):
@@ -307,6 +321,8 @@ class MeasureSettings(_Strict):
         "adam", json_schema_extra={"enum": list(registry.OPTIMIZERS)}
     )
     seed: NonNegInt = Field(_S.seed)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    cooldown_s: _number(ge=0) = Field(_S.cooldown_s, description="s of rest before the case when another ran before it")
     input_shape: Annotated[list[PosInt], Field(min_length=1)] = Field(
         None, description="per sample, channels first; suite-wide it applies to image models only"
     )
@@ -411,6 +427,7 @@ def parse_suite(text: str, filename: str, catalog: Catalog | None = None) -> Sui
     if spec is not None:
         problems += _check_limits(spec, src)
         cases = _expand(spec, src, problems)
+        problems += _check_pairs(cases, checker, src)
     if problems:
         raise _error(filename, problems)
     return Suite(
@@ -511,10 +528,14 @@ def _unknown_key(parent: tuple, key: str) -> str:
         allowed = list((SuiteFile if parent == () else Matrix).model_fields)
     elif parent[:1] in (("include",), ("exclude",)):
         allowed = list(Selection.model_fields)
+    elif parent == ("defaults", "telemetry") or (len(parent) == 3 and parent[::2] == ("models", "telemetry")):
+        allowed = list(TelemetrySettings.model_fields)
     else:
         allowed = list(MeasureSettings.model_fields)
     if key in MeasureSettings.model_fields and key not in allowed:
         hint = "; it is a measurement setting: put it under defaults: (or models: NAME:)"
+    elif key in TelemetrySettings.model_fields and key not in allowed:
+        hint = f"; it is a telemetry setting: write telemetry: {{{key}: …}}"
     elif key in AXES and key not in allowed:
         hint = "; it is a matrix axis: put it under matrix:"
     else:
@@ -526,7 +547,8 @@ def _unknown_key(parent: tuple, key: str) -> str:
 
 
 def _set(block: MeasureSettings) -> dict:
-    return block.model_dump(include=block.model_fields_set)
+    """The keys a block gives, nested ones too (``telemetry: {hz: 50}`` leaves idle_baseline_s out)."""
+    return block.model_dump(exclude_unset=True)
 
 
 def _check_limits(spec: SuiteFile, src: yamlsrc.Source) -> list[Problem]:
@@ -592,6 +614,34 @@ def _expand(spec: SuiteFile, src: yamlsrc.Source, problems: list[Problem]) -> tu
     return tuple(cases.values())
 
 
+def _check_pairs(cases: tuple[Case, ...], checker: _ModelChecker, src: yamlsrc.Source) -> list[Problem]:
+    """A zoo model that one framework of the suite has and another lacks (resnet18 is in
+    torchvision, not in keras.applications): a problem for each case that pairs them."""
+    problems = []
+    for framework, model in dict.fromkeys((c.framework, c.model) for c in cases):
+        if registry.model_kind(model) not in ("zoo", "timm"):
+            continue
+        message = checker.pair_problem(framework, model)
+        if message:
+            loc = _model_loc(src.data, model)
+            message = (f"not available for {framework}: {message}; to run it on the other "
+                       f"frameworks only, add to exclude: {{framework: {framework}, model: {model!r}}}")  # fmt: skip
+            problems.append(Problem(src.line_of(loc), _shown_path(loc, src.data), message))
+    return problems
+
+
+def _model_loc(data: dict, model: str) -> tuple:
+    """Where ``model`` is first named: under matrix.model, else in an include entry."""
+    for i, entry in enumerate([data.get("matrix")] + list(data.get("include") or [])):
+        where = ("matrix",) if i == 0 else ("include", i - 1)
+        named = entry.get("model") if isinstance(entry, dict) else None
+        if named == model:
+            return where + ("model",)
+        if isinstance(named, list) and model in named:
+            return where + ("model", named.index(model))
+    return ("matrix", "model")
+
+
 def _matches(entry: Selection, combo: tuple) -> bool:
     return all(
         combo[i] in getattr(entry, axis) for i, axis in enumerate(AXES) if axis in entry.model_fields_set
@@ -602,6 +652,8 @@ def _case(spec: SuiteFile, framework, model, batch_size, device, mode, variant) 
     defaults = _set(spec.defaults)
     override = _set(spec.models[model]) if model in spec.models else {}
     merged = {**defaults, **override}
+    telemetry = {**defaults.get("telemetry", {}), **override.get("telemetry", {})}
+    merged.update({("telemetry_hz" if k == "hz" else k): v for k, v in telemetry.items()})
     if "input_shape" in override:
         shape = override["input_shape"]
     elif "input_shape" in defaults and registry.takes_image_shape(model):

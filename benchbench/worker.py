@@ -45,6 +45,7 @@ def run(case: Case) -> Record:
     from benchbench import backends
     from benchbench.backends.base import Skip
     from benchbench.measure.stats import summarize
+    from benchbench.measure.telemetry import Telemetry
     from benchbench.measure.timing import measure
 
     rec = Record(case=case.to_dict(), status="failed", started_at=_now())
@@ -54,8 +55,12 @@ def run(case: Case) -> Record:
         rec.runtime = prepared.runtime
         rec.cold_start = dict(prepared.cold_start)
         prepared.reset_peak_memory()
-        with prepared.context():
-            timing = measure(prepared.step, case.settings)
+        with Telemetry.for_case(case, prepared.runtime) as tel:
+            tel.idle_baseline()
+            with prepared.context():
+                with tel.window() as clock:  # sampler on just before measure(), off (finally) after
+                    timing = measure(prepared.step, case.settings, clock=clock)
+            rec.telemetry, rec.energy = tel.report(case.batch_size * timing.iterations, timing.timed_wall_s)
         rec.memory = {**host_memory(), **prepared.device_memory()}
         rec.samples = timing.samples
         rec.timing = timing.to_dict()

@@ -16,7 +16,7 @@ import os
 import statistics
 import time
 
-BUSY_CORES = 0.10  # other processes using more than 10% of one core → round disturbed
+BUSY_CORES = 0.03  # other processes using more than 3% of one core → round disturbed
 _TICK = os.sysconf("SC_CLK_TCK")
 
 

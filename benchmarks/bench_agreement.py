@@ -10,8 +10,8 @@ One process runs several rounds; each round times, in alternating order,
   median ms per batch (``stats["ms_per_batch"]``).
 * torch.utils.benchmark — the same model (``torch_models.build``, same seed, eval
   mode), same input, ``Timer(stmt="model(x)", num_threads=N).blocked_autorange(
-  min_run_time=3)`` median, after the same untimed warm-up benchbench does (1 + 3
-  calls). benchbench's torch backend enters ``torch.inference_mode()`` once around
+  min_run_time=3)`` median, after an untimed warm-up of 2 calls (blocked_autorange
+  adds one more while sizing its block; a resnet18 forward is steady by the 2nd). benchbench's torch backend enters ``torch.inference_mode()`` once around
   its whole loop and its step is ``model(x)`` (plus a no-op sync on CPU); here the
   Timer is likewise called inside one ``torch.inference_mode()`` block, which its
   statement sees because timeit runs it in this thread (checked at start-up).
@@ -66,7 +66,7 @@ def bench_timer(threads: int) -> tuple[float, str]:
     x = torch.randn((BATCH, *SHAPE), generator=torch.Generator().manual_seed(SEED))
     timer = Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
     with torch.inference_mode():
-        for _ in range(1 + Settings().warmup_iters):  # untimed, as benchbench's warm-up
+        for _ in range(2):  # untimed warm-up
             model(x)
         m = timer.blocked_autorange(min_run_time=MIN_TIME)
     return m.median * 1e3, f"n={len(m.times)}×{m.number_per_run}"

@@ -111,13 +111,13 @@ MALFORMED = [
     (
         "unknown variant",
         GOOD + "  variant: [fp32, int4]\n",
-        ["s.yaml:5: matrix.variant[1]: unknown variant 'int4' (allowed: fp32)"],
+        ["s.yaml:5: matrix.variant[1]: unknown variant 'int4' (allowed: fp32, eager, xla)"],
     ),
     (
         "unknown framework",
         GOOD + "  framework: pytorch\n",
         ["s.yaml:5: matrix.framework: unknown framework 'pytorch'; did you mean 'torch'? "
-         "(allowed: torch)"],  # fmt: skip
+         "(allowed: torch, tensorflow)"],  # fmt: skip
     ),
     (
         "batch_size 0",
@@ -323,6 +323,43 @@ MALFORMED = [
         ["s.yaml:5: include: expected a list, got {'model': 'resnet50'} (a mapping)"],
     ),
     (
+        "telemetry rate above 100 Hz",
+        GOOD + "defaults:\n  telemetry: {hz: 500}\n",
+        ["s.yaml:6: defaults.telemetry.hz: must be <= 100, got 500"],
+    ),
+    (
+        "unknown telemetry key",
+        GOOD + "defaults:\n  telemetry:\n    hzz: 5\n",
+        ["s.yaml:7: defaults.telemetry.hzz: unknown key 'hzz'; did you mean 'hz'? (allowed: hz, idle_baseline_s)"],
+    ),
+    (
+        "telemetry setting outside telemetry:",
+        GOOD + "defaults:\n  idle_baseline_s: 5\n",
+        ["s.yaml:6: defaults.idle_baseline_s: unknown key 'idle_baseline_s'; it is a telemetry setting: "
+         "write telemetry: {idle_baseline_s: …} (allowed: warmup_iters,"],  # fmt: skip
+    ),
+    (
+        "negative idle baseline and cool-down",
+        GOOD + "defaults:\n  telemetry: {idle_baseline_s: -1}\n  cooldown_s: -2\n",
+        ["s.yaml:6: defaults.telemetry.idle_baseline_s: must be >= 0, got -1",
+         "s.yaml:7: defaults.cooldown_s: must be >= 0, got -2"],  # fmt: skip
+    ),
+    (
+        "telemetry not a mapping",
+        GOOD + "defaults:\n  telemetry: 10\n",
+        ["s.yaml:6: defaults.telemetry: expected a mapping, got 10 (an integer)"],
+    ),
+    (
+        "telemetry rate as text",
+        GOOD + "defaults:\n  telemetry: {hz: '10'}\n",
+        ["s.yaml:6: defaults.telemetry.hz: expected a number, got '10' (text): remove the quotes"],
+    ),
+    (
+        "unknown telemetry key in a model override",
+        GOOD + "models:\n  resnet18: {telemetry: {rate: 5}}\n",
+        ["s.yaml:6: models.resnet18.telemetry.rate: unknown key 'rate' (allowed: hz, idle_baseline_s)"],
+    ),
+    (
         "three problems",
         """\
         name: a
@@ -502,6 +539,37 @@ def test_per_model_overrides_of_input_shape_and_settings():
     assert cnn.threads is None and resnet.threads == 4
     assert cnn.optimizer == "sgd" and resnet.optimizer == "adam"
     assert cnn.settings.min_time == 1.0  # untouched settings keep Settings' defaults
+
+
+def test_telemetry_and_cooldown_merge_from_defaults_and_models():
+    s = parse(
+        """\
+        name: a
+        matrix: {model: [seed_cnn, resnet18, resnet50], batch_size: 2}
+        defaults:
+          telemetry: {idle_baseline_s: 5}
+          cooldown_s: 30
+        models:
+          resnet18: {telemetry: {hz: 100}}
+          resnet50: {telemetry: {hz: 0, idle_baseline_s: 0}, cooldown_s: 0}
+        """
+    )
+    got = [(c.settings.telemetry_hz, c.settings.idle_baseline_s, c.settings.cooldown_s) for c in s.cases]
+    assert got == [(10.0, 5.0, 30.0), (100.0, 5.0, 30.0), (0.0, 0.0, 0.0)]  # nested keys merge one by one
+    assert all(isinstance(v, float) for v in got[1])
+    plain = parse(GOOD).cases[0].settings
+    assert (plain.telemetry_hz, plain.idle_baseline_s, plain.cooldown_s) == (10.0, 0.0, 0.0)
+
+
+def test_json_schema_knows_the_telemetry_keys():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = suite_json_schema()
+    good = {"name": "a", "matrix": {"model": "resnet18", "batch_size": 1},
+            "defaults": {"telemetry": {"hz": 50, "idle_baseline_s": 2}, "cooldown_s": 10}}  # fmt: skip
+    jsonschema.validate(good, schema, cls=jsonschema.Draft202012Validator)
+    for bad in ({"hz": 101}, {"hzz": 1}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(dict(good, defaults={"telemetry": bad}), schema, cls=jsonschema.Draft202012Validator)
 
 
 def test_seed_mlp_overridden_explicitly():

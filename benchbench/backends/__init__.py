@@ -10,7 +10,7 @@ import importlib
 
 from benchbench.backends.base import Backend, Prepared, Skip
 
-_MODULES = {"torch": "benchbench.backends.torch"}
+_MODULES = {"torch": "benchbench.backends.torch", "tensorflow": "benchbench.backends.tensorflow"}
 
 
 def get(name: str) -> Backend:
