@@ -26,6 +26,7 @@ class Settings:
     telemetry_hz: float = 10.0  # sampler ticks per second over the timed window; 0 = off, at most 100
     idle_baseline_s: float = 0.0  # s of idle power sampled before the window (0 = none)
     cooldown_s: float = 0.0  # s the runner waits before this case when another ran before it
+    profile: bool = False  # a short extra window under the framework's profiler after the timed one
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

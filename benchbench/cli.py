@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import benchbench
+from benchbench import cli_history
 from benchbench.errors import EXIT_CASES_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, UserError
 
 
@@ -31,6 +32,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run: only its missing cases run")
     r.add_argument("--strict", action="store_true", help="exit 1 when any case failed or was skipped")
     r.add_argument("--json", action="store_true", help="print the records as JSON lines on stdout")
+    r.add_argument("--store", metavar="URL", help="after the run, append it to this history store "
+                   "(sqlite:///FILE, postgresql://…, or a file path)")
+    r.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local: one worker subprocess at a time here (default); ray: each case a Ray task")
+    r.add_argument("--address", metavar="auto|HOST:PORT",
+                   help="ray: the cluster to join (default: start a local Ray instance)")
+    r.add_argument("--retry-lost", action="store_true", help="ray: run a case lost with its node/worker once more")
+    r.add_argument("--ray-resources", metavar="JSON",
+                   help='ray: extra resources every case asks for, e.g. \'{"special": 1}\'')
 
     v = sub.add_parser("validate", help="check a suite and print its case count")
     v.add_argument("suite")
@@ -52,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--format", choices=["png", "svg", "pdf"],
                     help="also write every figure as a static file in FILE's <stem>-figures/ "
                          "(needs kaleido and Chrome/Chromium; exit 2 without them)")
+    rp.add_argument("--hardware", action="store_true",
+                    help="add the hardware comparison: samples/s, samples/J, samples/$, MFU, roofline")
+    rp.add_argument("--reference", metavar="DEVICE",
+                    help="--hardware: normalise to the machine whose label contains this (default: the first)")
+    rp.add_argument("--devices", metavar="FILE", action="append",
+                    help="--hardware: a device catalogue file added to the built-in one (repeatable)")
+    cli_history.add_parsers(sub)  # store import, compare, history, check
     return p
 
 
@@ -59,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"run": cmd_run, "validate": cmd_validate, "list": cmd_list, "schema": cmd_schema, "devices": cmd_devices,
-                "report": cmd_report}[args.command](args)
+                "report": cmd_report, **cli_history.COMMANDS}[args.command](args)
     except UserError as e:
         for line in e.problems:
             _err(line)
@@ -180,6 +197,13 @@ def cmd_run(args) -> int:
         out.print(f"{len(cases)} cases: {len(cases) - skipped} to run, {skipped} skipped")
         return EXIT_OK
 
+    executor = None
+    if args.executor == "ray":
+        from benchbench.executors import ray as ray_executor
+
+        executor = ray_executor.from_args(args.address, args.retry_lost, args.ray_resources)
+    elif args.address or args.retry_lost or args.ray_resources:
+        raise UserError("--address, --retry-lost and --ray-resources need --executor ray")
     if run_dir is None:
         run_dir = runner.new_run_dir(Path(args.out), suite)
     _err(f"run directory: {run_dir}")
@@ -192,12 +216,19 @@ def cmd_run(args) -> int:
             print(json.dumps(rec.to_dict()), flush=True)
 
     with progress:
-        result = runner.run(suite, cases, run_dir, on_start=progress.start, on_record=on_record)
+        try:
+            result = runner.run(suite, cases, run_dir, on_start=progress.start, on_record=on_record,
+                                executor=executor)
+        finally:
+            if executor is not None:
+                executor.close()
 
     out.print(display.summary_table(result.records, f"suite {suite.name}: {run_dir}"))
     for line in display.skipped_lines(result.records):
         out.print(line)
     _write_run_report(run_dir)
+    if args.store:
+        cli_history.store_after_run(args.store, run_dir)
     counts = f"{result.count('ok')} ok, {result.count('failed')} failed, {result.count('skipped')} skipped"
     if result.interrupted:
         _err(f"interrupted: {counts}; records kept in {run_dir}; finish with: benchbench run --resume {run_dir}")
@@ -211,7 +242,8 @@ def cmd_run(args) -> int:
 def cmd_report(args) -> int:
     from benchbench.report import build_report, static
 
-    path = build_report(args.run_dirs, args.out, baseline=args.baseline, fmt=args.format)
+    path = build_report(args.run_dirs, args.out, baseline=args.baseline, fmt=args.format,
+                        hardware=args.hardware, reference=args.reference, devices=args.devices)
     print(path)
     if args.format:
         print(static.figures_dir(path))

@@ -170,6 +170,17 @@ def run(
     ran_one = False  # a cool-down (settings.cooldown_s) only follows a case that ran
     try:
         with _SigtermAsInterrupt():
+            if hasattr(executor, "run_many"):  # a concurrent executor (Ray): records in completion order
+                records = executor.run_many(todo, run_dir, extra_paths, on_start=on_start)
+                try:
+                    for record in records:
+                        append_record(results_path, record)
+                        result.records.append(record)
+                        if on_record:
+                            on_record(record)
+                finally:
+                    records.close()  # cancels what has not finished
+                todo = []
             for i, case in enumerate(todo, 1):
                 if on_start:
                     on_start(i, len(todo), case)

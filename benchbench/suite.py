@@ -323,6 +323,8 @@ class MeasureSettings(_Strict):
     seed: NonNegInt = Field(_S.seed)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     cooldown_s: _number(ge=0) = Field(_S.cooldown_s, description="s of rest before the case when another ran before it")
+    profile: bool = Field(_S.profile, description="after the timed window, a short extra window under the "
+                          "framework's profiler: top ops by self time in the record, a Chrome trace in the run dir")
     input_shape: Annotated[list[PosInt], Field(min_length=1)] = Field(
         None, description="per sample, channels first; suite-wide it applies to image models only"
     )

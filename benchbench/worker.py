@@ -14,14 +14,9 @@ import os
 import resource
 import sys
 import traceback
-from datetime import datetime, timezone
 
 from benchbench.case import Case
-from benchbench.results import Record, write_json
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+from benchbench.results import Record, utc_now, write_json
 
 
 def _one_line(e: BaseException) -> str:
@@ -41,14 +36,30 @@ def host_memory() -> dict:
     }
 
 
-def run(case: Case) -> Record:
+def _profile(case: Case, backend, prepared, trace_dir) -> dict:
+    """The optional profiled window (``profile: true``), after the timed one. Its failure
+    never fails the case: the record says why instead."""
+    fn = getattr(backend, "profile", None)
+    if fn is None:
+        return {"available": False, "reason": f"profiling is not implemented for {case.framework} yet"}
+    if trace_dir is None:
+        return {"available": False, "reason": "no run directory to save the trace in"}
+    try:
+        os.makedirs(trace_dir, exist_ok=True)
+        return {"available": True, **fn(prepared, os.path.join(trace_dir, f"{case.case_id}.trace.json"))}
+    except Exception as e:
+        traceback.print_exc()
+        return {"available": False, "reason": f"profiler failed: {_one_line(e)}"}
+
+
+def run(case: Case, trace_dir: str | None = None) -> Record:
     from benchbench import backends
     from benchbench.backends.base import Skip
     from benchbench.measure.stats import summarize
     from benchbench.measure.telemetry import Telemetry
     from benchbench.measure.timing import measure
 
-    rec = Record(case=case.to_dict(), status="failed", started_at=_now())
+    rec = Record(case=case.to_dict(), status="failed", started_at=utc_now())
     try:
         backend = backends.get(case.framework)
         prepared = backend.prepare(case)
@@ -67,6 +78,8 @@ def run(case: Case) -> Record:
         rec.cold_start["first_iter_s"] = timing.first_iter_s
         rec.stats = summarize(timing.samples, case.batch_size).to_dict()
         rec.model = prepared.model_facts()
+        if case.settings.profile:
+            rec.runtime["profile"] = _profile(case, backend, prepared, trace_dir)
         rec.status = "ok"
     except Skip as e:
         rec.status, rec.reason = "skipped", str(e)
@@ -79,7 +92,7 @@ def run(case: Case) -> Record:
             reason = f"out of memory: {reason}"
         rec.reason = reason
         traceback.print_exc()
-    rec.ended_at = _now()
+    rec.ended_at = utc_now()
     return rec
 
 
@@ -88,7 +101,9 @@ def main(argv: list[str]) -> int:
     with open(case_path, encoding="utf-8") as f:
         case = Case.from_dict(json.load(f))
     print(f"benchbench worker pid {os.getpid()}: {case.label} ({case.case_id})", flush=True)
-    record = run(case)
+    work = os.path.dirname(os.path.abspath(result_path))  # the runner's <run dir>/.work
+    trace_dir = os.path.join(os.path.dirname(work), "profiles") if os.path.basename(work) == ".work" else work
+    record = run(case, trace_dir)
     write_json(result_path, record.to_dict())
     return 0
 

@@ -126,7 +126,7 @@ def test_interrupt_keeps_finished_records_and_resume_runs_only_the_rest(workdir,
     assert [r.case["model"] for r in first] == ["seed_mlp"]
     assert f"benchbench run --resume {run_dir}" in stderr
     # no worker left behind
-    ps = subprocess.run(["pgrep", "-f", "benchbench.worker"], capture_output=True, text=True)
+    ps = subprocess.run(["pgrep", "-f", f"benchbench.worker {run_dir}"], capture_output=True, text=True)
     assert ps.stdout.strip() == ""
 
     # resume with the hanging model excluded by filter: only the missing seed_cnn case runs

@@ -68,6 +68,7 @@ import numpy as np  # noqa: E402
 from benchbench import registry  # noqa: E402
 from benchbench.backends.base import Prepared, Skip  # noqa: E402
 from benchbench.case import Case  # noqa: E402
+from benchbench.environment import cpu_model  # noqa: E402
 from benchbench.models import keras_models  # noqa: E402
 
 VARIANTS = {"fp32": "tf.function", "eager": "eager", "xla": "tf.function(jit_compile=True)"}
@@ -108,17 +109,6 @@ def _versions() -> dict:
     }
 
 
-def _cpu_name() -> str | None:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or None
 
 
 def _gpu_devices() -> dict:
@@ -361,7 +351,7 @@ class TensorFlowBackend:
             "framework": "tensorflow",
             "versions": _versions(),
             "devices": {
-                "cpu": {"available": True, "name": _cpu_name()},
+                "cpu": {"available": True, "name": cpu_model()},
                 "cuda": _gpu_devices(),
                 "tpu": _tpu_devices(),
             },
@@ -426,7 +416,7 @@ class TensorFlowBackend:
         runtime = {
             "framework": "tensorflow",
             "versions": _versions(),
-            "device_name": _cpu_name(),
+            "device_name": cpu_model(),
             "device_type": device.kind,
             "tf_device": device.name,
             "threads": tf.config.threading.get_intra_op_parallelism_threads(),

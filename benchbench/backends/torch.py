@@ -9,6 +9,7 @@ import time
 
 import torch
 
+from benchbench.environment import cpu_model
 from benchbench.backends.base import Prepared, Skip
 from benchbench.case import Case
 from benchbench.models import torch_models
@@ -76,17 +77,6 @@ def _sync_fn(device: torch.device):
     return lambda: None  # eager CPU ops have finished when they return
 
 
-def _cpu_name() -> str | None:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or None
 
 
 def _set_fp32_math() -> dict:
@@ -131,14 +121,52 @@ def _flops_per_sample(model, x_one) -> int:
     return int(counter.get_total_flops())
 
 
+PROFILE_ITERS = 5  # iterations in the profiled window (after, never inside, the timed one)
+PROFILE_TOP = 15  # operators kept per table in the record
+
+
+def _op_rows(events, attr: str, top: int) -> list[dict]:
+    rows = [e for e in events if getattr(e, attr, 0) > 0]
+    rows.sort(key=lambda e: getattr(e, attr), reverse=True)
+    total = sum(getattr(e, attr) for e in rows) or 1
+    return [{"op": e.key, "calls": e.count, "self_s": getattr(e, attr) / 1e6,
+             "share": getattr(e, attr) / total} for e in rows[:top]]  # fmt: skip
+
+
+def profile_window(step, device_type: str, trace_path, iters: int = PROFILE_ITERS, top: int = PROFILE_TOP) -> dict:
+    """Run ``step`` ``iters`` times under torch.profiler: top operators by self time on the
+    host (and on the device for CUDA) and a Chrome trace at ``trace_path``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device_type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(iters):
+            step()
+    prof.export_chrome_trace(str(trace_path))
+    events = prof.key_averages()
+    out = {"tool": "torch.profiler", "iterations": iters, "trace": str(trace_path),
+           "top_host_ops": _op_rows(events, "self_cpu_time_total", top)}  # fmt: skip
+    if device_type == "cuda":
+        attr = "self_device_time_total" if hasattr(events[0], "self_device_time_total") else "self_cuda_time_total"
+        out["top_device_ops"] = _op_rows(events, attr, top)
+    else:
+        out["top_device_ops"] = None
+        out["device_ops_reason"] = f"{device_type} case: the host ops are the device ops"
+    return out
+
+
 class TorchBackend:
     name = "torch"
+
+    def profile(self, prepared: Prepared, trace_path) -> dict:
+        with prepared.context():
+            return profile_window(prepared.step, prepared.runtime.get("device_type", "cpu"), trace_path)
 
     def probe(self) -> dict:
         return {
             "framework": "torch",
             "versions": _versions(),
-            "devices": {"cpu": {"available": True, "name": _cpu_name()}, "cuda": _cuda_devices(), "tpu": _tpu()},
+            "devices": {"cpu": {"available": True, "name": cpu_model()}, "cuda": _cuda_devices(), "tpu": _tpu()},
             "models": torch_models.zoo_names(),
             "timm_models": torch_models.timm_names(),
         }
@@ -185,7 +213,7 @@ class TorchBackend:
         runtime = {
             "framework": "torch",
             "versions": _versions(),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
             "device_type": device.type,
             "threads": torch.get_num_threads(),
             "interop_threads": torch.get_num_interop_threads(),

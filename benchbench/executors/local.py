@@ -14,13 +14,12 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
 
 from benchbench.case import Case
-from benchbench.results import Record
+from benchbench.results import Record, utc_now
 
 POLL_S = 0.05
 
@@ -31,10 +30,6 @@ SIGNAL_MEANING = {
     signal.SIGFPE: "floating-point exception",
     signal.SIGILL: "illegal instruction",
 }
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def fmt_bytes(n: float) -> str:
@@ -97,7 +92,7 @@ def run_case(case: Case, work_dir: Path, log_path: Path, extra_paths: list[str] 
     result_path = work_dir / f"{case.case_id}.result.json"
     result_path.unlink(missing_ok=True)
     case_path.write_text(json.dumps(case.to_dict()), encoding="utf-8")
-    started, t0 = _now(), time.monotonic()
+    started, t0 = utc_now(), time.monotonic()
     limit = case.settings.memory_limit
     reason = None
     with open(log_path, "ab") as log:
@@ -139,7 +134,7 @@ def run_case(case: Case, work_dir: Path, log_path: Path, extra_paths: list[str] 
     if reason is None and result_path.exists():
         record = Record.from_dict(json.loads(result_path.read_text(encoding="utf-8")))
     else:
-        record = Record(case=case.to_dict(), status="failed", started_at=started, ended_at=_now())
+        record = Record(case=case.to_dict(), status="failed", started_at=started, ended_at=utc_now())
         record.reason = reason or _exit_reason(proc.returncode, log_path)
     record.duration_s = duration
     record.host = socket.gethostname()

@@ -58,11 +58,14 @@ def sections(runs: list[data.Run], df, baseline: str | None) -> list[Section]:
     return [s for s in out if s.figures or s.body]
 
 
-def build_report(run_dirs, out_path=None, baseline: str | None = None, fmt: str | None = None) -> Path:
+def build_report(run_dirs, out_path=None, baseline: str | None = None, fmt: str | None = None,
+                 hardware: bool = False, reference: str | None = None, devices=None) -> Path:
     """Write the HTML report of ``run_dirs`` to ``out_path`` (default: see
     :func:`default_out`) and return its path. With ``fmt`` (png, svg or pdf) also write
     each figure to ``<stem>-figures/``; a missing kaleido or Chrome is a UserError
-    raised before anything is written."""
+    raised before anything is written. ``hardware`` adds the hardware comparison
+    (:mod:`benchbench.report.hardware`) normalised to the ``reference`` device, with the
+    catalogue files ``devices`` added to the built-in one."""
     try:
         import plotly.offline
     except ImportError:
@@ -75,6 +78,11 @@ def build_report(run_dirs, out_path=None, baseline: str | None = None, fmt: str 
         static.check(fmt)
     df = data.cases_frame(runs, baseline)
     secs = sections(runs, df, baseline)
+    if hardware:
+        from benchbench import hardware as hw
+        from benchbench.report import hardware as hw_section
+
+        secs.insert(min(1, len(secs)), hw_section.section(runs, reference, hw.load_catalogue(devices)))
     title, head = page.header(runs, df, baseline)
     text = page.render(title, head, secs, plotly.offline.get_plotlyjs())
     out = Path(out_path) if out_path is not None else default_out(run_dirs)

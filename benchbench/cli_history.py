@@ -1,0 +1,332 @@
+"""The nightly-tracking commands: ``store import``, ``compare``, ``history``, ``check``,
+and ``run --store``'s storing step. Thin, like cli.py: parse, call store/compare, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from benchbench.errors import EXIT_OK, UserError
+
+EXIT_REGRESSION = 1
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _threshold(text: str) -> float:
+    try:
+        v = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a fraction (0.05) or a percentage (5%)") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be between 0 and 1 (exclusive), e.g. 0.05 or 5%")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
+    return v
+
+
+STORE_HELP = ("history store: a SQLAlchemy URL (sqlite:///FILE, postgresql://…) or a file path "
+              "(default: results/history.db)")
+
+
+def add_parsers(sub) -> None:
+    st = sub.add_parser("store", help="the history store: import run directories")
+    st_sub = st.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    si = st_sub.add_parser("import", help="append run directories' records and environment to the store")
+    si.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    si.add_argument("--store", metavar="URL", help=STORE_HELP)
+
+    se = st_sub.add_parser("export", help="one run as github-action-benchmark JSON, CSV or Parquet")
+    se.add_argument("ref", metavar="RUN", help="run directory or store reference (latest, latest~N, run id, commit)")
+    se.add_argument("--format", required=True, choices=list(EXPORT_FORMATS),
+                    help="github-bigger: customBiggerIsBetter (throughput); github-smaller: "
+                         "customSmallerIsBetter (latency p99, memory); csv / parquet: a row per case")
+    se.add_argument("--store", metavar="URL", help=STORE_HELP)
+    se.add_argument("-o", "--out", metavar="FILE", help="output file (default: stdout; parquet needs -o)")
+
+    c = sub.add_parser("compare", help="verdicts per case and metric: CAND against BASE (exit 1 on a regression)")
+    c.add_argument("base", metavar="BASE",
+                   help="run directory, or a store reference: latest, latest~N, YYYY-MM-DD, run id, git commit")
+    c.add_argument("cand", metavar="CAND", help="run directory or store reference (as BASE)")
+    c.add_argument("--store", metavar="URL", help=STORE_HELP + "; also gives the between-run noise")
+    c.add_argument("--suite", help="store references: only runs of this suite")
+    c.add_argument("--threshold", type=_threshold, default=0.05, help="smallest change that matters (default 5%%)")
+    fmt = c.add_mutually_exclusive_group()
+    fmt.add_argument("--markdown", action="store_true", help="a Markdown table (for a PR comment)")
+    fmt.add_argument("--json", action="store_true", help="the comparison as JSON")
+
+    h = sub.add_parser("history", help="each series in the store: runs, between-run CV, minimum detectable change")
+    h.add_argument("--store", metavar="URL", help=STORE_HELP)
+    h.add_argument("--suite", help="only runs of this suite")
+    h.add_argument("--case", metavar="FILTER", help="a substring or glob of the case label, or a case_id")
+    h.add_argument("--metric", default="throughput",
+                   choices=["throughput", "latency_p99", "memory", "energy_per_sample"])
+    h.add_argument("--threshold", type=_threshold, default=0.05,
+                   help="flag series whose detectable change is above this")
+    h.add_argument("--window", type=_positive_int, default=30,
+                   help="the last N runs of each series (default 30, as check's baseline)")
+    h.add_argument("--json", action="store_true")
+
+    k = sub.add_parser("check", help="the nightly gate: the newest run against each series' robust baseline")
+    k.add_argument("--store", metavar="URL", help=STORE_HELP)
+    k.add_argument("--latest", action="store_true", help="check the newest run (the default)")
+    k.add_argument("--run", metavar="REF", help="check this run instead (latest~N, run id, git commit)")
+    k.add_argument("--suite", help="only runs of this suite")
+    k.add_argument("--threshold", type=_threshold, default=0.05, help="practical floor (default 5%%)")
+    k.add_argument("--window", type=_positive_int, default=30, help="baseline runs (default 30)")
+    k.add_argument("--persist", default="2/3", metavar="K/M", help="K of the last M runs must be worse (default 2/3)")
+    k.add_argument("--fdr", type=_threshold, default=0.05,
+                   help="false discovery rate across cases × metrics (default 0.05)")
+    k.add_argument("--json", action="store_true")
+
+
+def _open(url):
+    from benchbench.store import Store
+
+    return Store(url)
+
+
+EXPORT_FORMATS = ("github-bigger", "github-smaller", "csv", "parquet")
+
+
+def export_rows(run, fmt: str):
+    """github-action-benchmark entries ({name, unit, value, range, extra}) for ``fmt``."""
+    from benchbench.compare import metric_value
+    from benchbench.store import case_label
+
+    out = []
+    for r in run.records:
+        if r.status != "ok":
+            continue
+        name = case_label(r.case)
+        rel = (r.stats or {}).get("rel_ci")
+        if fmt == "github-bigger":
+            v = metric_value(r, "throughput")
+            if v is not None:
+                out.append({"name": f"{name} throughput", "unit": "samples/s", "value": v,
+                            "range": f"±{rel * v:.4g}" if rel else None, "extra": f"case_id {r.case_id}"})
+        else:
+            v = metric_value(r, "latency_p99")
+            if v is not None:
+                out.append({"name": f"{name} latency p99", "unit": "ms", "value": v * 1e3,
+                            "extra": f"case_id {r.case_id}"})
+            v = metric_value(r, "memory")
+            if v is not None:
+                out.append({"name": f"{name} peak RSS", "unit": "MiB", "value": v / 2**20,
+                            "extra": f"case_id {r.case_id}"})
+    return [{k: v for k, v in e.items() if v is not None} for e in out]
+
+
+def cmd_store_export(args) -> int:
+    from benchbench.results import to_row
+
+    store = _open(args.store) if args.store or not Path(args.ref).exists() else None
+    try:
+        run = _load(args.ref, store, None)
+    finally:
+        if store is not None:
+            store.close()
+    if args.format.startswith("github"):
+        text = json.dumps(export_rows(run, args.format), indent=2, ensure_ascii=False) + "\n"
+    else:
+        import pandas as pd
+
+        df = pd.DataFrame([{**to_row(r), "run_id": run.run_id} for r in run.records]).drop(columns=["samples"])
+        if args.format == "parquet":
+            if not args.out:
+                raise UserError("--format parquet needs -o FILE")
+            try:
+                df.to_parquet(args.out)
+            except ImportError as e:
+                raise UserError(f"parquet export needs pyarrow: pip install pyarrow ({e})") from None
+            print(args.out)
+            return EXIT_OK
+        text = df.to_csv(index=False)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(args.out)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_store(args) -> int:
+    from benchbench.store import import_runs
+
+    if args.store_command == "export":
+        return cmd_store_export(args)
+    s = _open(args.store)
+    try:
+        for run_id, n, added in import_runs(s, args.run_dirs):
+            print(f"{run_id}: {added} of {n} records stored ({n - added} already there)")
+    finally:
+        s.close()
+    _err(f"store: {s.display_url}")
+    return EXIT_OK
+
+
+def _load(ref: str, store, suite):
+    from benchbench.store import load_run_dir
+
+    if Path(ref).exists():
+        return load_run_dir(ref)
+    if store is None:
+        raise UserError(f"{ref}: no such run directory (store references like 'latest' need --store or "
+                        f"results/history.db)")
+    return store.load_run(store.resolve(ref, suite))
+
+
+def cmd_compare(args) -> int:
+    from benchbench import compare, display
+    from benchbench.store import DEFAULT_URL, resolve_url
+
+    store = None
+    default_db = Path(resolve_url(DEFAULT_URL).split(":///", 1)[1])
+    if args.store or default_db.exists():
+        store = _open(args.store)
+    try:
+        base = _load(args.base, store, args.suite)
+        cand = _load(args.cand, store, args.suite)
+        cmp = compare.compare_runs(base, cand, threshold=args.threshold, store=store)
+    finally:
+        if store is not None:
+            store.close()
+    if cmp.context_diff:
+        _err("warning: the runs' contexts differ, verdicts may reflect the machine, not the change: " + "; ".join(
+            f"{k}: {a} → {b}" for k, (a, b) in cmp.context_diff.items()))
+    if not any(r.confirmed for r in cmp.rows if r.ratio is not None) and cmp.rows:
+        _err("note: no history for these series: verdicts use the within-run spread ×3 and are unconfirmed")
+    if args.json:
+        print(json.dumps(cmp.to_dict(), indent=2))
+    elif args.markdown:
+        print(compare.render_markdown(cmp), end="")
+    else:
+        display.console(sys.stdout).print(compare.render_table(cmp))
+        c = cmp.counts()
+        print(", ".join(f"{n} {v}" for v, n in c.items() if n))
+    return EXIT_REGRESSION if cmp.regressed else EXIT_OK
+
+
+def _case_matches(label: str, case_id: str, pattern: str | None) -> bool:
+    import fnmatch
+
+    return (pattern is None or pattern in label or case_id == pattern
+            or fnmatch.fnmatchcase(label, pattern))
+
+
+def cmd_history(args) -> int:
+    from benchbench import compare
+
+    s = _open(args.store)
+    try:
+        out = []
+        suite_runs = {r["run_id"] for r in s.runs(args.suite)} if args.suite else None
+        for ser in s.all_series(args.suite):
+            if not _case_matches(ser["label"], ser["case_id"], args.case):
+                continue
+            rows = s.series(ser["case_id"], ser["context"], with_record=args.metric == "energy_per_sample",
+                            limit=None if suite_runs is not None else args.window)
+            if suite_runs is not None:
+                rows = [r for r in rows if r["run_id"] in suite_runs][-args.window:]
+            out.append(compare.summarize_series(ser["case_id"], ser["context"], ser["label"], args.metric,
+                                                rows, args.threshold))
+    finally:
+        s.close()
+    if not out:
+        raise UserError("history: no series match" + (f" --case {args.case!r}" if args.case else "")
+                        + (f" in suite {args.suite!r}" if args.suite else ""))
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(x) for x in out], indent=2))
+        return EXIT_OK
+    from rich.table import Table
+
+    from benchbench import display
+
+    t = Table(title=f"history: {args.metric} per series (threshold {args.threshold:.0%})")
+    for col in ("case", "context", "runs", "median", "latest", "between-run CV", "min. detectable change", "note"):
+        t.add_column(col)
+    for x in out:
+        cv = "—" if x.between_run_cv is None else f"{x.between_run_cv:.1%}"
+        mdc = "—" if x.min_detectable_change is None else f"{x.min_detectable_change:.1%}"
+        note = ("too noisy to gate at the threshold" if x.too_noisy
+                else "fewer than 3 runs" if x.between_run_cv is None else "")
+        t.add_row(x.label, x.context[:8], str(x.runs), compare._fmt_value(x.metric, x.median),
+                  compare._fmt_value(x.metric, x.latest), cv, mdc, note)
+    display.console(sys.stdout).print(t)
+    return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    from benchbench import compare
+
+    try:
+        k, m = (int(x) for x in args.persist.split("/"))
+        if not 1 <= k <= m:
+            raise ValueError
+    except ValueError:
+        raise UserError(f"--persist {args.persist!r}: expected K/M with 1 ≤ K ≤ M, e.g. 2/3") from None
+    s = _open(args.store)
+    try:
+        run_id = s.resolve(args.run or "latest", args.suite)
+        rows = compare.check_latest(s, run_id, threshold=args.threshold, window=args.window,
+                                    persist_k=k, persist_m=m, fdr=args.fdr)
+    finally:
+        s.close()
+    regressed = [r for r in rows if r.verdict == "regressed"]
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps({"run_id": run_id, "regressed": bool(regressed), "rows": [asdict(r) for r in rows]}, indent=2))
+    else:
+        counts: dict = {}
+        for r in rows:
+            counts[r.verdict] = counts.get(r.verdict, 0) + 1
+        print(f"check {run_id}: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
+        by_commit: dict = {}
+        for r in regressed:
+            by_commit.setdefault(r.commit or "unknown commit", []).append(r)
+        for commit, rs in by_commit.items():
+            print(f"regressions at {commit}:")
+            for r in rs:
+                print(f"  {r.label} {r.metric}: {r.change:+.1%} worse than the baseline "
+                      f"(p={r.p:.2g}, {r.persistent}/{m} recent runs)")
+        for r in rows:
+            if r.verdict == "too noisy":
+                print(f"  too noisy to gate: {r.label} {r.metric} (detectable change {r.mdc:.1%})")
+    return EXIT_REGRESSION if regressed else EXIT_OK
+
+
+def store_after_run(url: str, run_dir) -> None:
+    """``run --store``: a store failure never costs the run (one line on stderr)."""
+    try:
+        from benchbench.store import Store, load_run_dir
+
+        s = Store(url)
+        try:
+            added = s.add_run(load_run_dir(run_dir))
+        finally:
+            s.close()
+    except Exception as e:  # noqa: BLE001 - the run is on disk whatever happens here
+        detail = (str(e).strip().splitlines() or [""])[0]
+        _err(f"not stored ({type(e).__name__}: {detail}); the run is kept: "
+             f"benchbench store import {run_dir} --store {url}")
+        return
+    _err(f"stored {added} records in {s.display_url}")
+
+
+COMMANDS = {"store": cmd_store, "compare": cmd_compare, "history": cmd_history, "check": cmd_check}
+__all__ = ["add_parsers", "COMMANDS", "store_after_run"]

@@ -1,0 +1,329 @@
+"""Run a suite's cases as Ray tasks across a cluster (``benchbench run … --executor ray``).
+
+Each case is one Ray task that asks for what the case needs (a GPU for ``cuda``, a
+``TPU`` resource for ``tpu``, ``threads`` CPUs — or one — for ``cpu``, plus any
+``--ray-resources``) and, on whichever node Ray places it, runs the very same worker
+subprocess path as the local executor (:func:`benchbench.executors.local.run_case`):
+timeouts, memory limits and crash handling are identical. The task returns the record
+and the case's log; the driver writes both into the run directory as cases finish, in
+completion order. Ray is imported only here, and only when this executor is used.
+
+- A GPU task asks for ``num_gpus=1``: Ray never gives one GPU to two tasks at a time,
+  so GPU measurements never contend.
+- Whether a case can run (device present, framework installed) is decided on its node,
+  not on the driver; a case that no live node could ever take is a skipped record.
+- A node or worker lost mid-case is a failed record with Ray's reason; with
+  ``retry_lost`` Ray runs it once more first.
+- Ctrl-C / SIGTERM cancels what remains; finished records are already on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import psutil
+
+from benchbench.case import Case
+from benchbench.errors import UserError
+from benchbench.results import Record, utc_now
+
+CANCEL_GRACE_S = 10.0  # after Ctrl-C: time for cancelled tasks to kill their workers
+
+
+def case_resources(case: Case, extra: dict | None = None) -> dict:
+    """The Ray resources one case asks for: ``{"num_cpus": …, "num_gpus": …, "resources": {…}}``."""
+    extra = dict(extra or {})
+    kind = case.device.split(":", 1)[0]
+    req: dict = {"num_cpus": 1, "num_gpus": 0, "resources": {}}
+    if kind == "cpu":
+        req["num_cpus"] = case.threads or 1
+    elif kind == "cuda":
+        req["num_gpus"] = 1  # whole GPUs only: at most one case per GPU at a time
+    elif kind == "tpu":
+        req["resources"]["TPU"] = 1
+    req["resources"].update(extra)
+    return req
+
+
+def _node_can_take(node: dict, req: dict) -> bool:
+    have = node.get("Resources") or {}
+    need = {"CPU": req["num_cpus"], "GPU": req["num_gpus"], **req["resources"]}
+    return all(have.get(k, 0) >= v for k, v in need.items() if v)
+
+
+def _describe(req: dict) -> str:
+    parts = [f"CPU {req['num_cpus']:g}"]
+    if req["num_gpus"]:
+        parts.append(f"GPU {req['num_gpus']:g}")
+    parts += [f"{k} {v:g}" for k, v in sorted(req["resources"].items())]
+    return ", ".join(parts)
+
+
+def _placement_problem(case: Case, req: dict, nodes: list[dict]) -> str | None:
+    """Why no live node of the cluster could ever take ``case`` (None: some node can)."""
+    device = case.device
+    if device.startswith("cuda:"):
+        return (f"device {device} names a GPU index; under --executor ray Ray assigns the GPU "
+                f"(CUDA_VISIBLE_DEVICES): use device: cuda")
+    alive = [n for n in nodes if n.get("Alive")]
+    if any(_node_can_take(n, req) for n in alive):
+        return None
+    return f"no node of the Ray cluster offers {_describe(req)} (alive nodes: {len(alive)})"
+
+
+def node_facts() -> dict:
+    """This node as the record should show it: a cluster run is a hardware comparison."""
+    from benchbench import environment
+
+    facts = {
+        "host": socket.gethostname(),
+        "os": platform.platform(),
+        "cpu_model": environment.cpu_model(),
+        "logical_cores": psutil.cpu_count(logical=True),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "ram_bytes": psutil.virtual_memory().total,
+        "python": platform.python_version(),
+    }
+    try:
+        import ray
+
+        ctx = ray.get_runtime_context()
+        facts["ray_node_id"] = ctx.get_node_id()
+        facts["ray_node_ip"] = ray.util.get_node_ip_address()
+        facts["ray_gpu_ids"] = [str(g) for g in ray.get_gpu_ids()]
+        facts["accelerator_ids"] = {k: list(v) for k, v in ctx.get_accelerator_ids().items() if v}
+        facts["ray_node_resources"] = next((n.get("Resources") for n in ray.nodes()
+                                            if n.get("NodeID") == facts["ray_node_id"]), None)
+    except Exception as e:  # facts are a bonus; never lose a record for them
+        facts["ray_error"] = f"{type(e).__name__}: {e}"
+    return facts
+
+
+# A sidecar per task: if the Ray worker running the task dies without cleaning up (killed,
+# cancelled by force, its node shut down), it kills the case's worker process group, which
+# would otherwise run on unwatched (no timeout, no memory limit). The case file's path,
+# unique per task, is on the worker's command line. It removes the task's temporary directory too.
+_REAPER = """
+import os, shutil, signal, sys, time
+import psutil
+ppid, mark, tmp = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def alive():
+    try:
+        return psutil.Process(ppid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+while alive():
+    time.sleep(0.5)
+for p in psutil.process_iter(["cmdline"]):
+    if mark in (p.info["cmdline"] or []):
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+shutil.rmtree(tmp, ignore_errors=True)
+"""
+
+
+def _start_reaper(case_path: Path, tmp: Path):
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid()), str(case_path), str(tmp)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def run_on_node(case_dict: dict, extra_paths: list[str]) -> tuple[dict, str]:
+    """The Ray task body: one case through the local worker path on this node.
+    Returns (record as a dict, the case's log text)."""
+    from benchbench import runner
+    from benchbench.executors import local
+
+    case = Case.from_dict(case_dict)
+    tmp = Path(tempfile.mkdtemp(prefix="benchbench-ray-"))
+    log_path = tmp / f"{case.case_id}.log"
+    try:
+        reason = runner.skip_reason(case)  # this node's devices, not the driver's
+        if reason is not None:
+            record = Record(case=case.to_dict(), status="skipped", reason=f"{reason} (on this node)",
+                            started_at=utc_now(), ended_at=utc_now())
+            record.host = socket.gethostname()
+            log = ""
+        else:
+            reaper = _start_reaper(tmp / "work" / f"{case.case_id}.case.json", tmp)
+            try:
+                record = local.run_case(case, tmp / "work", log_path, extra_paths)
+            finally:
+                reaper.kill()
+                reaper.wait()
+            log = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    record.runtime["node"] = node_facts()
+    return record.to_dict(), log
+
+
+def _lost_reason(e: BaseException, retried: bool) -> str:
+    first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+    text = f"lost on the Ray cluster: {type(e).__name__}: {first}"[:400]
+    return text + ("; retried once, lost again" if retried else "; not retried (--retry-lost retries once)")
+
+
+class RayExecutor:
+    """Runs cases as Ray tasks. ``address``: None starts a local Ray instance, ``"auto"``
+    joins the cluster this machine belongs to, ``HOST:PORT`` joins that one.
+    ``resources``: extra Ray resources every case asks for (e.g. ``{"special": 1}`` or
+    ``{"accelerator_type:A100": 0.001}`` for a GPU model)."""
+
+    def __init__(self, address: str | None = None, *, retry_lost: bool = False, resources: dict | None = None):
+        self.address = address
+        self.retry_lost = retry_lost
+        self.resources = dict(resources or {})
+        self._started = False
+
+    def _connect(self):
+        try:
+            import ray
+        except ImportError as e:
+            raise UserError(f"--executor ray needs Ray: pip install 'benchbench[ray]' ({e})")
+        if not ray.is_initialized():
+            import logging
+
+            handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING,
+                         log_to_driver=False)
+            except (ConnectionError, ValueError, RuntimeError) as e:
+                where = self.address or "a new local instance"
+                raise UserError(f"--executor ray: cannot start or reach Ray at {where}: {e}")
+            finally:  # Ray installs its own (SIGTERM: abort with a stack dump); the runner's come back
+                for sig, handler in handlers.items():
+                    if handler is not None:
+                        try:
+                            signal.signal(sig, handler)
+                        except ValueError:  # not the main thread
+                            pass
+            self._started = True
+        return ray
+
+    def close(self) -> None:
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+
+    def run_case(self, case: Case, work_dir: Path, log_path: Path, extra_paths: list[str] = ()) -> Record:
+        """One case, for callers that go case by case (the runner uses :meth:`run_many`)."""
+        run_dir = log_path.parent.parent
+        return next(iter(self.run_many([case], run_dir, list(extra_paths))))
+
+    def run_many(self, cases: list[Case], run_dir: Path, extra_paths: list[str],
+                 on_start: Callable[[int, int, Case], None] | None = None) -> Iterator[Record]:
+        """Submit every case, yield records in completion order. Each yielded record's log
+        is already in ``run_dir/logs``. Closing the iterator (or an exception such as
+        KeyboardInterrupt while waiting) cancels what has not finished."""
+        ray = self._connect()
+        from ray import exceptions as rex
+
+        task = ray.remote(run_on_node)
+        retries = 1 if self.retry_lost else 0
+        nodes = ray.nodes()
+        logs = run_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        pending: dict = {}
+        try:
+            for i, case in enumerate(cases, 1):
+                if on_start:
+                    on_start(i, len(cases), case)
+                req = case_resources(case, self.resources)
+                problem = _placement_problem(case, req, nodes)
+                if problem is not None:
+                    yield self._finish(Record(case=case.to_dict(), status="skipped", reason=problem,
+                                              started_at=utc_now(), ended_at=utc_now()), "", run_dir)
+                    continue
+                ref = task.options(num_cpus=req["num_cpus"], num_gpus=req["num_gpus"],
+                                   resources=req["resources"] or None, max_retries=retries,
+                                   retry_exceptions=False, name=f"benchbench {case.label}",
+                                   ).remote(case.to_dict(), list(extra_paths))
+                pending[ref] = (case, utc_now(), time.monotonic())
+            while pending:
+                try:
+                    ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                except SystemError as e:  # a signal handler's exception (Ctrl-C, SIGTERM), wrapped by Ray
+                    if e.__cause__ is not None:
+                        raise e.__cause__ from None
+                    raise
+                for ref in ready:
+                    case, started, t0 = pending.pop(ref)
+                    try:
+                        rec_dict, log = ray.get(ref)
+                        record = Record.from_dict(rec_dict)
+                    except (rex.WorkerCrashedError, rex.NodeDiedError, rex.OwnerDiedError,
+                            rex.ObjectLostError, rex.RaySystemError, rex.RayTaskError,
+                            rex.TaskCancelledError) as e:
+                        record = Record(case=case.to_dict(), status="failed", started_at=started,
+                                        ended_at=utc_now(), reason=_lost_reason(e, self.retry_lost))
+                        record.duration_s = time.monotonic() - t0
+                        log = f"benchbench (ray driver): {record.reason}\n{e}\n"
+                    yield self._finish(record, log, run_dir)
+        finally:
+            if pending:
+                self._cancel(ray, list(pending))
+
+    @staticmethod
+    def _finish(record: Record, log: str, run_dir: Path) -> Record:
+        path = run_dir / "logs" / f"{record.case_id}.log"
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(log)
+        record.runtime["log"] = str(path.relative_to(run_dir))
+        record.runtime.setdefault("executor", "ray")
+        return record
+
+    @staticmethod
+    def _cancel(ray, refs: list) -> None:
+        """Cancel politely first (KeyboardInterrupt in the task: run_case kills its worker's
+        process group), then by force whatever is still running after a grace period."""
+        for ref in refs:
+            try:
+                ray.cancel(ref, force=False)
+            except Exception:
+                pass
+        deadline = time.monotonic() + CANCEL_GRACE_S
+        left = refs
+        while left and time.monotonic() < deadline:
+            try:
+                _, left = ray.wait(left, num_returns=len(left), timeout=0.5)
+            except Exception:
+                break
+        for ref in left:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:
+                pass
+
+
+def from_args(address: str | None, retry_lost: bool, resources_json: str | None) -> RayExecutor:
+    """The executor for ``benchbench run --executor ray [--address …] [--retry-lost] [--ray-resources JSON]``."""
+    import json
+
+    resources = {}
+    if resources_json:
+        try:
+            resources = json.loads(resources_json)
+        except json.JSONDecodeError as e:
+            raise UserError(f"--ray-resources {resources_json!r}: not JSON ({e.msg}); e.g. '{{\"special\": 1}}'")
+        if not isinstance(resources, dict) or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) and v > 0 for k, v in resources.items()):
+            raise UserError(f"--ray-resources {resources_json!r}: must be an object of resource name → "
+                            f"positive number, e.g. '{{\"special\": 1}}'")
+    return RayExecutor(address, retry_lost=retry_lost, resources=resources)
+

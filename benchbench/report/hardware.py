@@ -1,0 +1,164 @@
+"""The report's hardware section (``benchbench report A/ B/ --hardware``): the same cases
+on several machines side by side — samples/s, samples/J, samples/$ and MFU per model,
+each normalised to a reference device — and a roofline of the devices' roofs with the
+achieved FLOP/s of each case.
+
+Reads stored records only (through :mod:`benchbench.hardware`); imports no framework.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import plotly.graph_objects as go
+
+from benchbench import hardware as hw
+from benchbench.report.figures import base_layout, esc, slug
+from benchbench.report.page import Section, _table, _td
+
+METRICS = (("throughput", "samples/s"), ("samples_per_j", "samples/J"),
+           ("samples_per_usd", "samples/$"), ("mfu", "MFU"))  # fmt: skip
+KEY = ("framework", "model", "batch_size", "mode", "variant")
+
+
+def rows(runs, catalogue=None, pricing: hw.Pricing | None = None) -> list[dict]:
+    """Derived figures per ok-or-not record of every run; a CPU case gets this machine's
+    estimated peak only when its run happened on this host (see :func:`hw.resolve`)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    local_cpu, _ = hw.local_cpu_spec(cores)
+    return hw.derive_runs(runs, catalogue, pricing, local_cpu, socket.gethostname())
+
+
+def machine(r: dict) -> str:
+    return r.get("machine") or f"{r['device']} · {r.get('host') or r['run']}"
+
+
+def label_machines(data: list[dict]) -> list[dict]:
+    """``machine`` per row: device · host, with the run's name where one host has several runs."""
+    runs: dict = {}
+    for r in data:
+        runs.setdefault(machine(r), set()).add(r["run"])
+    for r in data:
+        base = machine(r)
+        r["machine"] = f"{base} · {r['run']}" if len(runs[base]) > 1 else base
+    return data
+
+
+def normalise(data: list[dict], reference: str | None) -> tuple[list[dict], str | None]:
+    """Add ``<metric>_rel``: each figure over the reference machine's figure for the same
+    case (framework, model, batch, mode, variant). The reference is the first machine whose
+    label contains ``reference`` (case-insensitive), else the first machine."""
+    machines = list(dict.fromkeys(machine(r) for r in data))
+    if not machines:
+        return data, None
+    ref = next((m for m in machines if reference and reference.lower() in m.lower()), machines[0])
+    base = {tuple(r.get(k) for k in KEY): r for r in data if machine(r) == ref}
+    for r in data:
+        b = base.get(tuple(r.get(k) for k in KEY))
+        for m, _ in METRICS:
+            v, bv = r.get(m), (b or {}).get(m)
+            r[f"{m}_rel"] = v / bv if (v is not None and bv) else None
+    return data, ref
+
+
+def _fmt(v, rel=None, pct=False) -> str:
+    if v is None:
+        return "—"
+    text = f"{v:.1%}" if pct else f"{v:.4g}"
+    return text + (f" <small>(×{rel:.2f})</small>" if rel is not None else "")
+
+
+def table(data: list[dict]) -> str:
+    heads = [("machine", False), ("model", False), ("mode", False), ("variant", False), ("batch", True),
+             ("samples/s", True), ("samples/J", True), ("samples/$", True), ("achieved FLOP/s", True),
+             ("MFU", True), ("peak basis / why a figure is missing", False)]  # fmt: skip
+    body = []
+    for r in data:
+        why = r.get("mfu_note") or r.get("mfu_reason") or r.get("device_basis") or ""
+        if r.get("samples_per_j") is None and r.get("samples_per_j_reason"):
+            why += f"; samples/J: {r['samples_per_j_reason']}"
+        if r.get("samples_per_usd") is None and r.get("samples_per_usd_reason"):
+            why += f"; samples/$: {r['samples_per_usd_reason']}"
+        cells = [_td(esc(machine(r))), _td(esc(r.get("model"))), _td(esc(r.get("mode"))), _td(esc(r.get("variant"))),
+                 _td(esc(r.get("batch_size")), r.get("batch_size"), "num")]  # fmt: skip
+        for m, pct in (("throughput", False), ("samples_per_j", False), ("samples_per_usd", False)):
+            cells.append(_td(_fmt(r.get(m), r.get(f"{m}_rel")), r.get(m), "num"))
+        cells.append(_td(_fmt(r.get("achieved_flops")), r.get("achieved_flops"), "num"))
+        cells.append(_td(_fmt(r.get("mfu"), r.get("mfu_rel"), pct=True), r.get("mfu"), "num"))
+        cells.append(_td(esc(why.lstrip("; ")), cls="wrap"))
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return _table("hardware-table", heads, body)
+
+
+def bars(data: list[dict], metric: str, label: str) -> go.Figure | None:
+    ok = [r for r in data if r.get(metric) is not None]
+    if not ok:
+        return None
+    fig = go.Figure()
+    for m in dict.fromkeys(machine(r) for r in ok):
+        part = [r for r in ok if machine(r) == m]
+        fig.add_bar(name=m, x=[f"{r['model']} {r['mode']} {r['variant']} bs{r['batch_size']}" for r in part],
+                    y=[r[metric] for r in part],
+                    customdata=[r.get(f"{metric}_rel") for r in part],
+                    hovertemplate=f"%{{x}}<br>{label} %{{y:.4g}} (×%{{customdata:.2f}} vs reference)<extra>{esc(m)}</extra>")  # fmt: skip
+    fig.update_layout(**base_layout(f"{label} per case and machine", "case", label), barmode="group")
+    if metric == "mfu":
+        fig.update_yaxes(tickformat=".0%")
+    return fig
+
+
+def roofline(data: list[dict], catalogue) -> go.Figure | None:
+    """Each device's roof (min(peak, bandwidth × intensity)) at the precision its cases ran
+    at, and each case's achieved FLOP/s as a horizontal dotted line: the record does not
+    measure memory traffic, so a case's arithmetic intensity (its x) is unknown."""
+    seen: dict = {}
+    for r in data:
+        if r.get("achieved_flops") and r.get("peak_flops"):
+            seen.setdefault((r["device_id"], r["precision"]), []).append(r)
+    if not seen:
+        return None
+    by_id = {d.id: d for d in catalogue}
+    fig = go.Figure()
+    xs = [2 ** (i / 4) for i in range(-8, 4 * 12)]  # 1/4 … 4096 FLOP/byte
+    for (dev_id, prec), cases in seen.items():
+        spec = by_id.get(dev_id)
+        peak = cases[0]["peak_flops"]
+        bw = spec.memory_bandwidth_bps if spec else None
+        name = f"{cases[0]['device']} {prec} roof"
+        if bw:
+            fig.add_scatter(x=xs, y=[min(peak, bw * x) for x in xs], mode="lines", name=name)
+        else:
+            fig.add_scatter(x=[xs[0], xs[-1]], y=[peak, peak], mode="lines", name=f"{name} (no bandwidth figure)")
+        for r in cases:
+            fig.add_scatter(x=[xs[0], xs[-1]], y=[r["achieved_flops"]] * 2, mode="lines", line=dict(dash="dot"),
+                            name=f"{r['model']} {r['mode']} bs{r['batch_size']} on {r['device']}: "
+                                 f"{r['achieved_flops']:.3g} FLOP/s ({r['mfu']:.1%})")  # fmt: skip
+    fig.update_layout(**base_layout("Roofline: device roofs and achieved FLOP/s", "arithmetic intensity (FLOP/byte)",
+                                    "FLOP/s"))  # fmt: skip
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
+    return fig
+
+
+def section(runs, reference: str | None = None, catalogue=None, pricing: hw.Pricing | None = None) -> Section:
+    catalogue = hw.load_catalogue() if catalogue is None else catalogue
+    pricing = pricing or hw.Pricing()
+    data = [r for r in rows(runs, catalogue, pricing) if r.get("status") == "ok"]
+    data, ref = normalise(label_machines(data), reference)
+    figs = []
+    for metric, label in METRICS:
+        fig = bars(data, metric, label)
+        if fig is not None:
+            figs.append((slug("hardware", metric), fig))
+    roof = roofline(data, catalogue)
+    if roof is not None:
+        figs.append((slug("hardware", "roofline"), roof))
+    note = (f"Derived from the stored records and the device catalogue (dense vendor peaks; "
+            f"benchbench/data/devices.yaml, extend with ${hw.ENV_VAR}). Ratios (×) are against "
+            f"<b>{esc(ref)}</b>. Achieved FLOP/s = forward FLOPs per sample × samples/s (× 3 in train); "
+            f"MFU = achieved / the device's peak at the case's precision. CPU peaks are estimates from "
+            f"/proc/cpuinfo (upper bounds) and only for runs made on this host. samples/$: "
+            f"{esc(pricing.describe())}. A dash is a figure whose input is missing: the last column says which.")  # fmt: skip
+    return Section("hardware", "Hardware comparison", note=note, figures=figs, body=table(data) if data else "",
+                   wide=True)  # fmt: skip

@@ -1,0 +1,430 @@
+"""The history store: every run's records and environment in one database, for nightly
+tracking (``run --store URL``, ``store import``, ``compare``, ``history``, ``check``).
+
+Through SQLAlchemy: an embedded SQLite file by default (``results/history.db``, WAL, so
+readers never block the writer), PostgreSQL for a team's shared history
+(``postgresql://…``, the psycopg driver). The schema is versioned (table
+``schema_version``), created on first use and refused, with what to do, when it is newer
+than this benchbench understands. Every write is one transaction and record rows are
+unique per (run, case), so concurrent writers lose nothing and re-importing a run adds
+only what is new.
+
+A *series* is one case_id on one *context*: the facts that must match for two
+measurements to be comparable (host, CPU model, device name, driver, framework
+versions), hashed into a fingerprint. Everything else in environment.json (RAM, OS
+patch level, git commit …) is kept as information and does not split a series.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchbench.errors import UserError
+from benchbench.results import ENVIRONMENT_FILE, Record, read_records
+
+STORE_SCHEMA_VERSION = 1
+DEFAULT_URL = "sqlite:///results/history.db"
+_PG_LOCK_KEY = 0x62656E6368  # advisory lock serialising schema creation on PostgreSQL
+
+
+# --- identities --------------------------------------------------------------------------
+
+def context_facts(record: Record, environment: dict | None) -> dict:
+    """What must match for two measurements of a case to be comparable."""
+    env = environment or {}
+    runtime = record.runtime or {}
+    versions = dict(runtime.get("versions") or {})
+    versions.pop("numpy", None)  # not a framework: does not split history
+    gpus = env.get("gpus") or []
+    drivers = sorted({str(g.get("driver")) for g in gpus if isinstance(g, dict) and g.get("driver")})
+    return {
+        "host": record.host or env.get("host"),
+        "cpu_model": (env.get("cpu") or {}).get("model"),
+        "device_name": runtime.get("device_name"),
+        "driver": ",".join(drivers) or None,
+        "framework": runtime.get("framework") or record.case.get("framework"),
+        "framework_versions": versions,
+    }
+
+
+def fingerprint(facts: dict) -> str:
+    text = json.dumps(facts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def case_label(case: dict) -> str:
+    return (f"{case.get('framework')}/{case.get('model')}/bs{case.get('batch_size')}/"
+            f"{case.get('device')}/{case.get('mode')}/{case.get('variant')}")
+
+
+@dataclass
+class Run:
+    """One run: from a run directory or from the store."""
+
+    run_id: str
+    suite: str | None
+    created_at: str | None
+    records: list[Record]
+    environment: dict = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def commit(self) -> str | None:
+        return ((self.environment or {}).get("git") or {}).get("commit")
+
+    def fingerprint_of(self, record: Record) -> str:
+        return fingerprint(context_facts(record, self.environment))
+
+
+def load_run_dir(path: str | os.PathLike) -> Run:
+    """A run directory (or its results.jsonl) as a Run; a clear error for anything else."""
+    p = Path(path)
+    if p.is_file() and p.name.endswith(".jsonl"):
+        p = p.parent
+    if not p.is_dir():
+        raise UserError(f"{path}: not a run directory")
+    records = read_records(p)
+    env = {}
+    env_path = p / ENVIRONMENT_FILE
+    if env_path.exists():
+        try:
+            env = json.loads(env_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise UserError(f"{env_path}: not JSON ({e.msg})") from None
+    info = {}
+    if (p / "run.json").exists():
+        try:
+            info = json.loads((p / "run.json").read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            info = {}
+    created = info.get("created_at") or env.get("captured_at") or min(
+        (r.started_at for r in records if r.started_at), default=None)
+    suite = info.get("suite") or p.parent.name
+    return Run(run_id=p.name, suite=suite, created_at=created, records=records, environment=env, source=str(p))
+
+
+# --- the database ------------------------------------------------------------------------
+
+def _sa():
+    try:
+        import sqlalchemy
+    except ImportError:
+        raise UserError("the history store needs SQLAlchemy: pip install 'sqlalchemy>=2'") from None
+    return sqlalchemy
+
+
+def _tables(sa):
+    md = sa.MetaData()
+    version = sa.Table("schema_version", md, sa.Column("version", sa.Integer, nullable=False))
+    runs = sa.Table(
+        "runs", md,
+        sa.Column("run_id", sa.String(200), primary_key=True),
+        sa.Column("suite", sa.String(200), index=True),
+        sa.Column("created_at", sa.String(40), index=True),
+        sa.Column("imported_at", sa.String(40)),
+        sa.Column("git_commit", sa.String(64), index=True),
+        sa.Column("source", sa.Text),
+        sa.Column("environment", sa.Text),
+    )
+    contexts = sa.Table(
+        "contexts", md,
+        sa.Column("fingerprint", sa.String(32), primary_key=True),
+        sa.Column("facts", sa.Text, nullable=False),
+    )
+    records = sa.Table(
+        "records", md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("run_id", sa.String(200), sa.ForeignKey("runs.run_id"), nullable=False),
+        sa.Column("case_id", sa.String(64), nullable=False),
+        sa.Column("context", sa.String(32), sa.ForeignKey("contexts.fingerprint"), nullable=False),
+        sa.Column("label", sa.String(400)),
+        sa.Column("status", sa.String(16)),
+        sa.Column("started_at", sa.String(40)),
+        sa.Column("created_at", sa.String(40)),  # the run's, copied: series are read by it
+        sa.Column("throughput", sa.Float),
+        sa.Column("median_s", sa.Float),
+        sa.Column("p99_s", sa.Float),
+        sa.Column("peak_rss_bytes", sa.Float),
+        sa.Column("record", sa.Text, nullable=False),
+        sa.UniqueConstraint("run_id", "case_id", name="uq_records_run_case"),
+        sa.Index("ix_records_series", "case_id", "context", "created_at"),
+    )
+    return md, version, runs, contexts, records
+
+
+def resolve_url(url: str | None) -> str:
+    """A URL, or a plain path taken as a SQLite file; ``postgresql://`` uses psycopg."""
+    url = url or DEFAULT_URL
+    if "://" not in url:
+        url = f"sqlite:///{url}"
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+class Store:
+    """A history store at ``url``; the schema is created or checked on first use."""
+
+    def __init__(self, url: str | None = None):
+        sa = _sa()
+        self.sa = sa
+        self.url = resolve_url(url)
+        kw: dict = {}
+        if self.url.startswith("sqlite"):
+            path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
+            if path and path != ":memory:":
+                try:
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise UserError(f"store {url}: cannot open ({e})") from None
+            kw["connect_args"] = {"timeout": 120}
+        try:
+            self.engine = sa.create_engine(self.url, **kw)
+        except ImportError as e:
+            raise UserError(f"store {url}: driver missing ({e}); "
+                            f"for PostgreSQL: pip install 'psycopg[binary]'") from None
+        except sa.exc.ArgumentError as e:
+            raise UserError(f"store {url}: not a database URL ({e})") from None
+        self.sqlite = self.engine.dialect.name == "sqlite"
+        if self.sqlite:
+            self._sqlite_hooks()
+        self.md, self.t_version, self.t_runs, self.t_contexts, self.t_records = _tables(sa)
+        self._ensure_schema()
+
+    # SQLite: the driver's own transaction handling is turned off; every write
+    # transaction starts with BEGIN IMMEDIATE (takes the write lock up front, so two
+    # writers queue on busy_timeout instead of failing a lock upgrade), reads with BEGIN.
+    def _sqlite_hooks(self):
+        event = self.sa.event
+
+        @event.listens_for(self.engine, "connect")
+        def _connect(dbapi_conn, record):
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout=120000")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(self.engine, "begin")
+        def _begin(conn):
+            write = conn.get_execution_options().get("bb_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def _write(self):
+        """A connection whose transaction holds the write lock from its start."""
+        return self.engine.connect().execution_options(bb_write=True)
+
+    def _schema_version(self, conn) -> int | None:
+        if not self.sa.inspect(conn).has_table("schema_version"):
+            return None
+        found = conn.execute(self.sa.select(self.sa.func.max(self.t_version.c.version))).scalar()
+        if found is not None and found > STORE_SCHEMA_VERSION:
+            raise UserError(
+                f"store {self.display_url}: schema version {found} is newer than this "
+                f"benchbench understands ({STORE_SCHEMA_VERSION}): upgrade benchbench "
+                f"(pip install -U benchbench) to use this store")
+        return found
+
+    def _ensure_schema(self) -> None:
+        sa = self.sa
+        try:
+            with self.engine.connect() as conn:  # the common case: no lock taken
+                if self._schema_version(conn) == STORE_SCHEMA_VERSION:
+                    return
+            with self._write() as conn, conn.begin():
+                if not self.sqlite:
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+                found = self._schema_version(conn)  # again, under the lock
+                if found == STORE_SCHEMA_VERSION:
+                    return
+                # (no older versions exist yet: migrations go here, one step per version)
+                self.md.create_all(conn, checkfirst=True)
+                conn.execute(sa.delete(self.t_version))
+                conn.execute(sa.insert(self.t_version).values(version=STORE_SCHEMA_VERSION))
+        except sa.exc.OperationalError as e:
+            raise UserError(f"store {self.display_url}: cannot open ({_first_line(e)})") from None
+
+    @property
+    def display_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- writing --------------------------------------------------------------------
+
+    def add_run(self, run: Run) -> int:
+        """Store a run and its records in one transaction; returns how many records were
+        new (records already stored for this run and case are left as they are)."""
+        sa = self.sa
+        rows, contexts = [], {}
+        for rec in run.records:
+            facts = context_facts(rec, run.environment)
+            fp = fingerprint(facts)
+            contexts[fp] = json.dumps(facts, sort_keys=True, default=str)
+            stats = rec.stats or {}
+            rows.append({
+                "run_id": run.run_id, "case_id": rec.case_id, "context": fp,
+                "label": case_label(rec.case), "status": rec.status, "started_at": rec.started_at,
+                "created_at": run.created_at,
+                "throughput": stats.get("throughput"), "median_s": stats.get("median"),
+                "p99_s": stats.get("p99"), "peak_rss_bytes": (rec.memory or {}).get("host_peak_rss_bytes"),
+                "record": json.dumps(rec.to_dict(), separators=(",", ":"), default=str),
+            })
+        insert = self._insert()
+        from benchbench.results import utc_now
+
+        with self._write() as conn, conn.begin():
+            conn.execute(insert(self.t_runs).values(
+                run_id=run.run_id, suite=run.suite, created_at=run.created_at, imported_at=utc_now(),
+                git_commit=run.commit, source=run.source,
+                environment=json.dumps(run.environment, sort_keys=True, default=str),
+            ).on_conflict_do_nothing(index_elements=["run_id"]))
+            for fp, facts in contexts.items():
+                conn.execute(insert(self.t_contexts).values(fingerprint=fp, facts=facts)
+                             .on_conflict_do_nothing(index_elements=["fingerprint"]))
+            added = 0
+            for row in rows:
+                res = conn.execute(insert(self.t_records).values(**row)
+                                   .on_conflict_do_nothing(index_elements=["run_id", "case_id"])
+                                   .returning(self.t_records.c.id))
+                added += len(res.fetchall())
+        return added
+
+    def _insert(self):
+        if self.sqlite:
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        return insert
+
+    # --- reading --------------------------------------------------------------------
+
+    def runs(self, suite: str | None = None, counts: bool = False) -> list[dict]:
+        """Runs, oldest first: run_id, suite, created_at, git_commit (and with ``counts``
+        how many records each holds: a scan of every record)."""
+        sa, t = self.sa, self.t_runs
+        cols = [t.c.run_id, t.c.suite, t.c.created_at, t.c.git_commit]
+        if counts:
+            q = (sa.select(*cols, sa.func.count(self.t_records.c.id).label("records"))
+                 .select_from(t.outerjoin(self.t_records, self.t_records.c.run_id == t.c.run_id))
+                 .group_by(*cols))
+        else:
+            q = sa.select(*cols)
+        q = q.order_by(t.c.created_at, t.c.run_id)
+        if suite:
+            q = q.where(t.c.suite == suite)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def resolve(self, ref: str, suite: str | None = None) -> str:
+        """A run id from a reference: ``latest``, ``latest~N`` (N runs before the
+        latest), a date ``YYYY-MM-DD`` (the newest run on or before it), a run id (or a
+        unique prefix of one), or a git commit (prefix, ≥ 7 characters)."""
+        runs = self.runs(suite)
+        if not runs:
+            raise UserError(f"store {self.display_url}: no runs" + (f" of suite {suite!r}" if suite else ""))
+        if ref == "latest" or ref.startswith("latest~"):
+            back = 0
+            if ref != "latest":
+                try:
+                    back = int(ref.split("~", 1)[1])
+                except ValueError:
+                    raise UserError(f"{ref!r}: expected latest or latest~N") from None
+            if back >= len(runs) or back < 0:
+                raise UserError(f"{ref!r}: the store has only {len(runs)} runs")
+            return runs[-1 - back]["run_id"]
+        if len(ref) == 10 and ref[4] == "-" and ref[7] == "-" and ref.replace("-", "").isdigit():
+            upto = [r for r in runs if (r["created_at"] or "")[:10] <= ref]
+            if not upto:
+                raise UserError(f"{ref!r}: no run in the store on or before that date")
+            return upto[-1]["run_id"]  # the newest run of that day or before
+        exact = [r for r in runs if r["run_id"] == ref]
+        if exact:
+            return ref
+        hits = [r for r in runs if r["run_id"].startswith(ref)]
+        if not hits:
+            hits = [r for r in runs if r["git_commit"] and len(ref) >= 7 and r["git_commit"].startswith(ref)]
+        if len(hits) == 1:
+            return hits[0]["run_id"]
+        if len(hits) > 1:
+            ids = ", ".join(r["run_id"] for r in hits[:5])
+            if len({r["git_commit"] for r in hits}) == 1 and hits[0]["git_commit"]:
+                return hits[-1]["run_id"]  # a commit measured several times: its newest run
+            raise UserError(f"{ref!r} is ambiguous in the store: {ids}")
+        raise UserError(f"{ref!r}: no such run in store {self.display_url} "
+                        f"(use latest, latest~N, YYYY-MM-DD, a run id or a git commit)")
+
+    def load_run(self, run_id: str) -> Run:
+        sa = self.sa
+        with self.engine.connect() as conn:
+            head = conn.execute(sa.select(self.t_runs).where(self.t_runs.c.run_id == run_id)).first()
+            if head is None:
+                raise UserError(f"{run_id!r}: no such run in store {self.display_url}")
+            recs = conn.execute(sa.select(self.t_records.c.record).where(self.t_records.c.run_id == run_id)
+                                .order_by(self.t_records.c.id)).scalars().all()
+        env = json.loads(head.environment or "{}")
+        return Run(run_id=run_id, suite=head.suite, created_at=head.created_at,
+                   records=[Record.from_dict(json.loads(r)) for r in recs], environment=env,
+                   source=f"{self.display_url}#{run_id}")
+
+    def series(self, case_id: str, context: str, *, before: str | None = None, until: str | None = None,
+               exclude: tuple[str, ...] = (), limit: int | None = None, with_record: bool = False) -> list[dict]:
+        """One series' ok records, oldest first (the newest ``limit``): run_id,
+        created_at, git_commit and the headline figures (and the whole record as JSON
+        with ``with_record``); ``before`` / ``until``: runs created before / up to then."""
+        sa, r, t = self.sa, self.t_records, self.t_runs
+        cols = [r.c.run_id, r.c.created_at, t.c.git_commit, r.c.throughput, r.c.median_s, r.c.p99_s,
+                r.c.peak_rss_bytes] + ([r.c.record] if with_record else [])
+        q = (sa.select(*cols)
+             .join(t, t.c.run_id == r.c.run_id)
+             .where(r.c.case_id == case_id, r.c.context == context, r.c.status == "ok")
+             .order_by(r.c.created_at.desc(), r.c.run_id.desc()))
+        if before is not None:
+            q = q.where(r.c.created_at < before)
+        if until is not None:
+            q = q.where(r.c.created_at <= until)
+        if exclude:
+            q = q.where(r.c.run_id.not_in(list(exclude)))
+        if limit:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            rows = [dict(x._mapping) for x in conn.execute(q)]
+        rows.reverse()
+        return rows
+
+    def all_series(self, suite: str | None = None) -> list[dict]:
+        """Every series: case_id, context, label, facts, runs (count)."""
+        sa, r, t, c = self.sa, self.t_records, self.t_runs, self.t_contexts
+        q = (sa.select(r.c.case_id, r.c.context, sa.func.max(r.c.label).label("label"), c.c.facts,
+                       sa.func.count().label("runs"))
+             .join(t, t.c.run_id == r.c.run_id).join(c, c.c.fingerprint == r.c.context)
+             .where(r.c.status == "ok")
+             .group_by(r.c.case_id, r.c.context, c.c.facts).order_by(sa.func.max(r.c.label), r.c.context))
+        if suite:
+            q = q.where(t.c.suite == suite)
+        with self.engine.connect() as conn:
+            return [dict(x._mapping) for x in conn.execute(q)]
+
+    def count_records(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(self.sa.select(self.sa.func.count()).select_from(self.t_records)).scalar()
+
+
+def _first_line(e: Exception) -> str:
+    return (str(getattr(e, "orig", None) or e).strip().splitlines() or [""])[0]
+
+
+def import_runs(store: Store, paths) -> list[tuple[str, int, int]]:
+    """Import run directories: (run_id, records in the run, newly stored) per directory."""
+    out = []
+    for p in paths:
+        run = load_run_dir(p)
+        out.append((run.run_id, len(run.records), store.add_run(run)))
+    return out

@@ -1,0 +1,331 @@
+"""Verdicts on hand-made samples and series: compare (with and without history),
+history's between-run CV and detectable change, the check gate, exit codes, formats."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from benchbench import cli, compare
+from benchbench import store as st
+from benchbench.case import Case
+from benchbench.measure.stats import summarize
+from benchbench.results import Record, append_record
+
+# between-run factors of a stable series: robust CV ≈ 4.4%
+WOBBLE = [1.00, 1.04, 0.97, 1.02, 0.95, 1.05, 0.99, 1.01, 0.96, 1.03, 1.00, 0.98]
+
+
+def record(model="seed_mlp", median=0.01, rss=100 * 2**20, spread=0.01, n=40, device_name="CPU X") -> Record:
+    """An ok record whose samples spread ±``spread`` around ``median`` (deterministic)."""
+    case = Case("torch", model, 1, "cpu", "inference", "fp32", (10,))
+    samples = [median * (1 + spread * ((i * 7) % 11 - 5) / 5) for i in range(n)]
+    return Record(case=case.to_dict(), status="ok", stats=summarize(samples, 1).to_dict(), samples=samples,
+                  memory={"host_peak_rss_bytes": rss}, host="h1",
+                  runtime={"framework": "torch", "device_name": device_name, "versions": {"torch": "2.4.0"}})
+
+
+def failed(model="seed_mlp") -> Record:
+    case = Case("torch", model, 1, "cpu", "inference", "fp32", (10,))
+    return Record(case=case.to_dict(), status="failed", reason="boom", host="h1")
+
+
+ENV = {"host": "h1", "cpu": {"model": "CPU X"}, "git": {"commit": "c0ffee0000", "dirty": False}}
+
+
+def run(run_id, records, day=1, env=None):
+    return st.Run(run_id=run_id, suite="nightly", created_at=f"2026-01-{day:02d}T00:00:00+00:00",
+                  records=records, environment=env or ENV)
+
+
+def run_dir(root: Path, run_id, records, env=None) -> Path:
+    d = root / run_id
+    d.mkdir(parents=True)
+    for r in records:
+        append_record(d / "results.jsonl", r)
+    (d / "environment.json").write_text(json.dumps(env or ENV))
+    return d
+
+
+def verdicts(cmp, metric="throughput"):
+    return {r.label.split("/")[1]: r.verdict for r in cmp.rows if r.metric in (metric, "*")}
+
+
+# --- pure statistics ---------------------------------------------------------------------
+
+def test_robust_statistics_on_known_values():
+    assert compare.median([3, 1, 2]) == 2 and compare.median([4, 1, 2, 3]) == 2.5
+    assert compare.mad([1, 2, 3, 4, 100]) == 1
+    assert compare.robust_cv([1.0, 1.0]) is None
+    assert compare.robust_cv([0.9, 1.0, 1.1]) == pytest.approx(1.4826 * 0.1)
+    assert compare.min_detectable_change(0.05, 3) == pytest.approx(2.8016 * 0.05 * math.sqrt(4 / 3), rel=1e-4)
+
+
+def test_benjamini_hochberg_matches_the_textbook_example():
+    p = [0.01, 0.04, 0.03, 0.005, 0.2]
+    # sorted 0.005 .01 .03 .04 .2 vs q·k/m = .01 .02 .03 .04 .05 → the first four pass
+    assert compare.benjamini_hochberg(p, 0.05) == [True, True, True, True, False]
+    assert compare.benjamini_hochberg([0.02, 0.03], 0.01) == [False, False]
+
+
+def test_judge_regressed_improved_unchanged_inconclusive():
+    assert compare.judge(1.5, 0.05, True, 0.05)[0] == "regressed"
+    assert compare.judge(0.5, 0.05, True, 0.05)[0] == "improved"
+    assert compare.judge(1.01, 0.01, True, 0.05)[0] == "unchanged"
+    assert compare.judge(1.03, 0.20, True, 0.05)[0] == "inconclusive"
+    assert compare.judge(1.10, 0.20, True, 0.05)[0] == "inconclusive"  # big, but within the noise
+
+
+# --- compare without history: within-run spread, unconfirmed -----------------------------
+
+def test_two_runs_a_2x_slowdown_regresses_a_3pct_wobble_does_not():
+    base = run("b", [record("seed_mlp"), record("seed_cnn"), record("seed_cnn4"), record("resnet18")])
+    cand = run("c", [record("seed_mlp", median=0.02), record("seed_cnn", median=0.0103),
+                     record("seed_cnn4", median=0.005), record("resnet18", median=0.01, spread=0.3, n=10)])
+    cmp = compare.compare_runs(base, cand)
+    assert verdicts(cmp) == {"seed_mlp": "regressed", "seed_cnn": "unchanged", "seed_cnn4": "improved",
+                             "resnet18": "inconclusive"}
+    assert verdicts(cmp, "latency_p99")["seed_mlp"] == "regressed"
+    assert verdicts(cmp, "memory") == dict.fromkeys(["seed_mlp", "seed_cnn", "seed_cnn4", "resnet18"], "unchanged")
+    assert all(not r.confirmed and r.noise == "within-run" for r in cmp.rows)
+    mlp = next(r for r in cmp.rows if r.label.startswith("torch/seed_mlp") and r.metric == "throughput")
+    assert mlp.ratio == pytest.approx(0.5) and mlp.low < 0.5 < mlp.high and mlp.change == pytest.approx(1.0)
+    assert cmp.regressed
+
+
+def test_within_run_spread_is_widened_so_a_small_real_looking_change_is_not_a_verdict():
+    # 6% slower with ±1% samples: the median's CI is tiny, so even ×3 it excludes no
+    # change, and 6% ≥ 5% → regressed (unconfirmed)
+    cmp = compare.compare_runs(run("b", [record()]), run("c", [record(median=0.0106)]))
+    assert verdicts(cmp) == {"seed_mlp": "regressed"}
+    # the same 6% with ±10% samples: the widened interval contains 1 → inconclusive
+    cmp = compare.compare_runs(run("b", [record(spread=0.1)]), run("c", [record(median=0.0106, spread=0.1)]))
+    assert verdicts(cmp) == {"seed_mlp": "inconclusive"}
+
+
+def test_new_missing_and_failed_cases():
+    base = run("b", [record("seed_mlp"), record("seed_cnn"), record("seed_cnn4")])
+    cand = run("c", [record("seed_mlp"), failed("seed_cnn4"), record("resnet18")])
+    cmp = compare.compare_runs(base, cand)
+    star = {r.label.split("/")[1]: (r.verdict, r.note) for r in cmp.rows if r.metric == "*"}
+    assert star == {"seed_cnn": ("missing", "not in candidate"), "seed_cnn4": ("missing", "candidate failed: boom"),
+                    "resnet18": ("new", "")}
+    assert not cmp.regressed
+
+
+def test_context_difference_is_reported():
+    cmp = compare.compare_runs(run("b", [record()]), run("c", [record(device_name="CPU Y")]))
+    assert cmp.context_diff == {"device_name": ("CPU X", "CPU Y")}
+    assert compare.compare_runs(run("b", [record()]), run("c", [record()])).context_diff == {}
+
+
+# --- compare with history: between-run spread ---------------------------------------------
+
+@pytest.fixture
+def history_store(tmp_path):
+    s = st.Store(f"sqlite:///{tmp_path / 'h.db'}")
+    for i, f in enumerate(WOBBLE[:10], 1):
+        s.add_run(run(f"r{i:02d}", [record("seed_mlp", median=0.01 * f), record("seed_cnn", median=0.01 * f)], day=i))
+    yield s
+    s.close()
+
+
+def test_history_replaces_within_run_spread_with_between_run_spread(history_store):
+    s = history_store
+    base = s.load_run("r10")
+    cand = run("c", [record("seed_mlp", median=0.0103 * 1.08), record("seed_cnn", median=0.0103 * 1.5)], day=20)
+    s.add_run(cand)
+    cmp = compare.compare_runs(base, s.load_run("c"), store=s)
+    # 8% slower: clear within one run (±1% samples), but within the nights' ±4.4% noise
+    assert verdicts(cmp) == {"seed_mlp": "inconclusive", "seed_cnn": "regressed"}
+    rows = [r for r in cmp.rows if r.metric == "throughput"]
+    assert all(r.confirmed and r.noise == "between-run (n=10)" for r in rows)
+    without = compare.compare_runs(base, s.load_run("c"))
+    assert verdicts(without) == {"seed_mlp": "regressed", "seed_cnn": "regressed"}
+
+
+def test_history_summary_between_run_cv_and_detectable_change(history_store):
+    s = history_store
+    ser = next(x for x in s.all_series() if "seed_mlp" in x["label"])
+    rows = s.series(ser["case_id"], ser["context"])
+    summ = compare.summarize_series(ser["case_id"], ser["context"], ser["label"], "latency_p99", rows, 0.05)
+    assert summ.runs == 10
+    p99 = [record(median=0.01 * f).stats["p99"] for f in WOBBLE[:10]]
+    assert summ.between_run_cv == pytest.approx(compare.robust_cv(p99))
+    assert summ.min_detectable_change == pytest.approx(2.8016 * summ.between_run_cv * math.sqrt(1 + 1 / 9), rel=1e-4)
+    assert summ.too_noisy  # ≈ 4.4% between-run CV cannot gate a 5% threshold with one run
+
+
+# --- the nightly gate ---------------------------------------------------------------------
+
+def _gate_store(tmp_path, tail):
+    """12 stable nights of seed_mlp (±0.5%) and seed_cnn (±4.4%), then ``tail`` factors
+    applied to seed_mlp's throughput time on the last nights."""
+    s = st.Store(f"sqlite:///{tmp_path / 'gate.db'}")
+    calm = [1.0, 1.003, 0.997, 1.002, 0.998, 1.004, 0.996, 1.001, 0.999, 1.0, 1.002, 0.998]
+    day = 0
+    for f, g in zip(calm, WOBBLE):
+        day += 1
+        s.add_run(run(f"n{day:02d}", [record("seed_mlp", median=0.01 * f), record("seed_cnn", median=0.01 * g)], day))
+    for t in tail:
+        day += 1
+        s.add_run(run(f"n{day:02d}", [record("seed_mlp", median=0.01 * t), record("seed_cnn", median=0.01)], day))
+    return s
+
+
+def _gate(s, **kw):
+    rows = compare.check_latest(s, s.resolve("latest"), **kw)
+    return {(r.label.split("/")[1], r.metric): r.verdict for r in rows}
+
+
+def test_check_flags_a_persistent_regression(tmp_path):
+    s = _gate_store(tmp_path, [1.10, 1.0, 1.10, 1.10])
+    v = _gate(s)
+    assert v[("seed_mlp", "throughput")] == "regressed"
+    assert v[("seed_mlp", "latency_p99")] == "regressed"
+    assert v[("seed_mlp", "memory")] == "unchanged"
+    assert v[("seed_cnn", "throughput")] in ("unchanged", "too noisy")
+    s.close()
+
+
+def test_check_needs_persistence_one_bad_night_is_not_an_alert(tmp_path):
+    s = _gate_store(tmp_path, [1.0, 1.0, 1.0, 1.10])
+    assert _gate(s)[("seed_mlp", "throughput")] == "unchanged"
+    assert _gate(s, persist_k=1, persist_m=1)[("seed_mlp", "throughput")] == "regressed"
+    s.close()
+
+
+def test_check_says_too_noisy_and_insufficient_history(tmp_path):
+    s = _gate_store(tmp_path, [1.0, 1.0, 1.0, 1.0])
+    v = _gate(s)
+    assert v[("seed_cnn", "throughput")] == "too noisy"
+    assert v[("seed_mlp", "throughput")] == "unchanged"
+    s.close()
+    s = st.Store(f"sqlite:///{tmp_path / 'short.db'}")
+    for d in range(1, 4):
+        s.add_run(run(f"s{d}", [record()], d))
+    assert set(_gate(s).values()) == {"insufficient history"}
+    s.close()
+
+
+def test_check_improvement(tmp_path):
+    s = _gate_store(tmp_path, [0.8, 0.8, 0.8, 0.8])
+    assert _gate(s)[("seed_mlp", "throughput")] == "improved"
+    s.close()
+
+
+# --- the CLI: exit codes and formats --------------------------------------------------------
+
+def test_compare_cli_exit_codes_and_formats(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    b = run_dir(tmp_path, "base", [record("seed_mlp"), record("seed_cnn")])
+    same = run_dir(tmp_path, "same", [record("seed_mlp", median=0.0103), record("seed_cnn")])
+    slow = run_dir(tmp_path, "slow", [record("seed_mlp", median=0.02), record("seed_cnn")])
+    assert cli.main(["compare", str(b), str(same)]) == 0
+    out, err = capsys.readouterr()
+    assert "unchanged (unconfirmed)" in out and "within-run spread ×3" in err
+    assert cli.main(["compare", str(b), str(slow), "--markdown"]) == 1
+    out, _ = capsys.readouterr()
+    assert out.startswith("### benchbench compare: `slow` vs `base`")
+    assert "| torch/seed_mlp/bs1/cpu/inference/fp32 | throughput | 99.99/s | 50/s | 0.500 |" in out
+    assert "🔴 regressed (unconfirmed)" in out
+    assert cli.main(["compare", str(b), str(slow), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["regressed"] is True and data["counts"]["regressed"] == 2
+    assert {(r["metric"], r["verdict"]) for r in data["rows"] if r["label"].startswith("torch/seed_mlp")} == {
+        ("throughput", "regressed"), ("latency_p99", "regressed"), ("memory", "unchanged")}
+
+
+def test_compare_cli_bad_input_is_exit_2_naming_the_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    b = run_dir(tmp_path, "base", [record()])
+    assert cli.main(["compare", str(b), str(tmp_path / "nope")]) == 2
+    assert "nope: no such run directory" in capsys.readouterr().err
+    bad = run_dir(tmp_path, "bad", [record(), record("seed_cnn")])
+    lines = (bad / "results.jsonl").read_text().splitlines()
+    (bad / "results.jsonl").write_text("{oops\n" + lines[1] + "\n")
+    assert cli.main(["compare", str(b), str(bad)]) == 2
+    assert f"{bad / 'results.jsonl'}:1: not a JSON record" in capsys.readouterr().err
+    newer = run_dir(tmp_path, "newer", [])
+    d = record().to_dict()
+    d["schema_version"] = 99
+    (newer / "results.jsonl").write_text(json.dumps(d) + "\n")
+    assert cli.main(["compare", str(b), str(newer)]) == 2
+    assert "schema_version 99 is newer" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli.main(["compare", str(b), str(b), "--threshold", "2"])
+    assert e.value.code == 2
+
+
+def test_compare_cli_warns_when_contexts_differ(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    b = run_dir(tmp_path, "base", [record()])
+    c = run_dir(tmp_path, "cand", [record(device_name="CPU Y")])
+    assert cli.main(["compare", str(b), str(c)]) == 0
+    assert "warning: the runs' contexts differ" in capsys.readouterr().err
+
+
+def test_store_references_history_and_check_through_the_cli(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    db = str(tmp_path / "h.db")
+    s = _gate_store(tmp_path, [1.10, 1.0, 1.10, 1.10])
+    s.close()
+    url = s.url
+    assert cli.main(["compare", "latest~1", "latest", "--store", url, "--json"]) == 0  # both slow nights
+    data = json.loads(capsys.readouterr().out)
+    assert data["candidate"]["run_id"] == "n16" and data["base"]["run_id"] == "n15"
+    assert cli.main(["compare", "n14", "latest", "--store", url, "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    mlp = {r["metric"]: r for r in data["rows"] if r["label"].startswith("torch/seed_mlp")}
+    assert mlp["throughput"]["verdict"] == "regressed" and mlp["throughput"]["confirmed"] is True
+    assert cli.main(["check", "--store", url, "--latest"]) == 1
+    out = capsys.readouterr().out
+    assert "regressions at c0ffee0000:" in out and "torch/seed_mlp/bs1/cpu/inference/fp32 throughput" in out
+    assert cli.main(["check", "--store", url, "--run", "latest~4"]) == 0
+    capsys.readouterr()
+    assert cli.main(["history", "--store", url, "--case", "seed_cnn", "--json"]) == 0
+    (h,) = json.loads(capsys.readouterr().out)
+    assert h["runs"] == 16 and h["too_noisy"] is True
+    assert cli.main(["history", "--store", url, "--case", "nothing"]) == 2
+    assert cli.main(["check", "--store", url, "--persist", "4/3"]) == 2
+    assert cli.main(["compare", "latest", "nope", "--store", url]) == 2
+    assert db  # the store lives in tmp_path
+
+
+def test_store_export_github_action_benchmark_and_csv(tmp_path, capsys):
+    d = run_dir(tmp_path, "base", [record("seed_mlp", median=0.01), failed("seed_cnn")])
+    assert cli.main(["store", "export", str(d), "--format", "github-bigger"]) == 0
+    (e,) = json.loads(capsys.readouterr().out)
+    assert e["name"] == "torch/seed_mlp/bs1/cpu/inference/fp32 throughput" and e["unit"] == "samples/s"
+    assert e["value"] == pytest.approx(99.99, abs=0.01) and e["range"].startswith("±")
+    assert cli.main(["store", "export", str(d), "--format", "github-smaller"]) == 0
+    small = json.loads(capsys.readouterr().out)
+    assert [(x["unit"], round(x["value"], 3)) for x in small] == [("ms", round(record().stats["p99"] * 1e3, 3)),
+                                                                  ("MiB", 100.0)]
+    out = tmp_path / "run.csv"
+    assert cli.main(["store", "export", str(d), "--format", "csv", "-o", str(out)]) == 0
+    import pandas as pd
+
+    df = pd.read_csv(out)
+    assert list(df["status"]) == ["ok", "failed"] and "stats.throughput" in df.columns
+    assert cli.main(["store", "export", str(d), "--format", "parquet"]) == 2
+
+
+def test_decide_applies_bh_over_every_series_including_noisy_ones():
+    quiet = compare.Screen(baseline=1.0, change=0.0, p=0.5, persistent=0, mdc=0.02)
+    noisy = compare.Screen(baseline=1.0, change=0.01, p=0.3, persistent=0, mdc=0.2)
+    hit = compare.Screen(baseline=1.0, change=0.2, p=0.004, persistent=3, mdc=0.02)
+    assert compare.decide([hit], 0.05, 2, 0.05) == ["regressed"]
+    # among 20 tests BH needs p ≤ 0.05/20 for the smallest: 0.004 is not enough
+    assert compare.decide([hit] + [quiet] * 19, 0.05, 2, 0.05) == ["unchanged"] * 20
+    assert compare.decide([hit] + [noisy] * 19, 0.05, 2, 0.05) == ["unchanged"] + ["too noisy"] * 19
+    once = compare.Screen(baseline=1.0, change=0.2, p=1e-6, persistent=1, mdc=0.02)
+    assert compare.decide([once], 0.05, 2, 0.05) == ["unchanged"]  # one bad night is no alert
+    assert compare.decide([once], 0.05, 1, 0.05) == ["regressed"]
+
+
+def test_p_values_from_a_few_runs_get_heavier_tails():
+    assert compare.t_as_z(0.0, 10) == 0.0
+    assert compare.t_as_z(3.0, 10) < 3.0 and compare.t_as_z(-3.0, 10) == -compare.t_as_z(3.0, 10)
+    assert compare.t_as_z(3.0, 1e6) == pytest.approx(3.0, rel=1e-3)
