@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run: only its missing cases run")
     r.add_argument("--strict", action="store_true", help="exit 1 when any case failed or was skipped")
     r.add_argument("--json", action="store_true", help="print the records as JSON lines on stdout")
+    r.add_argument("--verbose", action="store_true",
+                   help="copy each case's worker log (framework start-up lines, tracebacks) to stderr")
     r.add_argument("--store", metavar="URL", help="after the run, append it to this history store "
                    "(sqlite:///FILE, postgresql://…, or a file path)")
     r.add_argument("--executor", choices=["local", "ray"], default="local",
@@ -212,6 +214,9 @@ def cmd_run(args) -> int:
 
     def on_record(rec):
         progress.advance(rec)
+        log = run_dir / rec.runtime.get("log", "") if rec.runtime.get("log") else None
+        if args.verbose and log is not None and log.is_file():
+            _err(f"--- log of {rec.case_id} ({log}) ---\n{log.read_text(errors='replace').rstrip()}")
         if args.json:
             print(json.dumps(rec.to_dict()), flush=True)
 

@@ -119,3 +119,14 @@ def test_filter_and_strict(tmp_path):
     assert proc.returncode == (1 if skipped else 0)
     bad = bb("run", suite, "--filter", "modle=x")
     assert bad.returncode == 2 and "unknown key 'modle'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_worker_logs_reach_the_terminal_only_with_verbose(tmp_path):
+    suite = write(tmp_path / "one.yaml", TINY)
+    quiet = bb("run", suite, "--filter", "model=seed_mlp,batch_size=1,mode=inference,device=cpu",
+               "--out", tmp_path / "q")
+    loud = bb("run", suite, "--filter", "model=seed_mlp,batch_size=1,mode=inference,device=cpu",
+              "--out", tmp_path / "v", "--verbose")
+    assert quiet.returncode == loud.returncode == 0, loud.stderr
+    assert "benchbench worker pid" not in quiet.stderr
+    assert "--- log of" in loud.stderr and "benchbench worker pid" in loud.stderr
