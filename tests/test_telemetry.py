@@ -801,3 +801,22 @@ def test_devices_command_prints_the_inventory():
         pytest.skip("cli.py has no `devices` command yet (its lines are in the issue 4 report)")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("CPU ") and "\nGPU " in proc.stdout and "\nTPU " in proc.stdout
+
+
+def test_worker_samples_the_timed_window_not_the_warm_up(fake_worker):
+    from benchbench.worker import run
+
+    calls_at_poll = []
+    made = {}
+
+    def read(t):
+        calls_at_poll.append(made["backend"].calls)
+        return (50.0,)
+
+    made.update(fake_worker(source=FakeSource(read=read)))
+    rec = run(_fake_case(warmup_iters=3))
+    assert rec.status == "ok", rec.reason
+    untimed = 1 + rec.timing["warmup_iters"]  # the cold call and the warm-up
+    assert rec.timing["warmup_iters"] >= 3
+    assert calls_at_poll[0] == untimed  # the opening reading: after warm-up, before the first timed step
+    assert calls_at_poll[-1] == untimed + rec.timing["iterations"]  # the closing one: after the last

@@ -1,6 +1,9 @@
 """The timing loop driven by a fake clock: exact iteration counts and stop reasons, no sleeps."""
 
+import contextlib
 import itertools
+
+import pytest
 
 from benchbench.case import Settings
 from benchbench.measure.timing import choose_block_size, measure
@@ -109,3 +112,48 @@ def test_block_size_rule():
     assert choose_block_size(0.5) == 1
     assert choose_block_size(1e-3) == 1
     assert choose_block_size(2.5e-4) == 4
+
+
+def test_timed_window_hook_brackets_the_timed_iterations_only():
+    """The telemetry sampler's hook: entered after the cold call and warm-up, before the
+    window's first clock reading; left after its last one."""
+    clock = FakeClock()
+    step, calls = stepper(clock, itertools.chain([5.0, 0.25, 0.25], itertools.repeat(0.125)))
+    seen = {}
+
+    @contextlib.contextmanager
+    def window():
+        seen["enter"] = (len(calls), clock.now)
+        yield
+        seen["exit"] = (len(calls), clock.now)
+
+    s = Settings(warmup_iters=2, min_time=1.0, max_time=10.0, min_iters=10, target_rel_ci=0.02)
+    t = measure(step, s, clock=clock, timed_window=window)
+    assert seen["enter"] == (3, 5.5)  # cold call + 2 warm-up iterations, none timed yet
+    assert seen["exit"] == (3 + t.iterations, 5.5 + t.timed_wall_s)
+    assert t.timed_wall_s == 10 * 0.125
+
+
+def test_timed_window_hook_is_left_when_a_step_raises():
+    clock = FakeClock()
+    n = {"calls": 0}
+
+    def step():
+        n["calls"] += 1
+        clock.now += 0.1
+        if n["calls"] == 6:
+            raise RuntimeError("boom")
+
+    state = []
+
+    @contextlib.contextmanager
+    def window():
+        state.append("on")
+        try:
+            yield
+        finally:
+            state.append("off")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        measure(step, Settings(warmup_iters=2, min_iters=5), clock=clock, timed_window=window)
+    assert state == ["on", "off"]

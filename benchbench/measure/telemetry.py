@@ -439,8 +439,7 @@ class Telemetry:
 
         with Telemetry.for_case(case, runtime) as tel:
             tel.idle_baseline()
-            with tel.window() as clock:
-                timing = measure(step, settings, clock=clock)
+            timing = measure(step, settings, clock=tel.edge_clock(), timed_window=tel.sampling)
             telemetry, energy = tel.report(samples, timing.timed_wall_s)
 
     Leaving the ``with`` closes the sources, whatever happened inside.
@@ -515,20 +514,32 @@ class Telemetry:
 
     # -- the window
 
-    @contextlib.contextmanager
-    def window(self) -> Iterator[Clock]:
-        """Runs the sampler around the block (stopped in a ``finally``); yields the clock
-        that ``measure()`` must use so the window's edges are known exactly."""
+    def edge_clock(self) -> EdgeClock:
+        """The clock ``measure()`` must use, so the timed window's end is known exactly."""
         self.edge = EdgeClock(self.clock)
+        return self.edge
+
+    @contextlib.contextmanager
+    def sampling(self) -> Iterator[None]:
+        """Runs the sampler around the block (stopped in a ``finally``). The worker passes
+        this to ``measure(timed_window=...)``: on after warm-up, just before the first timed
+        iteration; off just after the last."""
         if self.hz <= 0:
-            yield self.edge
+            yield
             return
         self.sampler = Sampler(self.sources, self.hz, clock=self.clock, sleep=self._sleep)
         self.sampler.start()
         try:
-            yield self.edge
+            yield
         finally:
             self.sampler.stop()
+
+    @contextlib.contextmanager
+    def window(self) -> Iterator[Clock]:
+        """:meth:`edge_clock` and :meth:`sampling` in one, around a whole block."""
+        clock = self.edge_clock()
+        with self.sampling():
+            yield clock
 
     # -- after the window
 
@@ -601,8 +612,8 @@ class Telemetry:
             "missed_ticks": sampler.missed,
             "sampler_cpu_s": sampler.thread_cpu_s,  # the sampler thread's own CPU time, whole run
             "sampler_span_s": sampler.times[-1] - sampler.times[0],
-            "window_note": "sampled from just before the first iteration to just after the timed loop; "
-            "figures cover the timed window only, readings interpolated at its edges",
+            "window_note": "sampled from just before the first timed iteration to just after the last "
+            "(warm-up excluded); figures cover the timed window only, readings interpolated at its edges",
             "sources": self._sources_info(),
             "errors": sampler.errors,
             "summary": summary,

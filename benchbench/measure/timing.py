@@ -8,10 +8,11 @@ with a fake clock and exact expectations.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, ContextManager
 
 from benchbench.case import Settings
 from benchbench.measure.stats import rel_ci_halfwidth
@@ -70,8 +71,13 @@ def choose_block_size(per_iter_s: float, min_block_time: float = MIN_BLOCK_TIME)
     return max(1, math.ceil(min_block_time / per_iter_s))
 
 
-def measure(step: Callable[[], None], settings: Settings, clock: Clock = time.perf_counter) -> Timing:
-    """Time ``step`` by the rules in DESIGN.md; see the module docstring."""
+def measure(step: Callable[[], None], settings: Settings, clock: Clock = time.perf_counter,
+            timed_window: Callable[[], ContextManager] | None = None) -> Timing:
+    """Time ``step`` by the rules in DESIGN.md; see the module docstring.
+
+    ``timed_window`` (e.g. the telemetry sampler) is entered after warm-up, just before
+    the timed window's first clock reading, and left just after its last one, so what it
+    observes brackets the timed iterations and nothing else."""
     s = settings
     t0 = clock()
     step()
@@ -84,28 +90,29 @@ def measure(step: Callable[[], None], settings: Settings, clock: Clock = time.pe
     samples: list[float] = []
     next_check = s.min_iters
     stop, rel = "", None
-    start = clock()
-    while True:
-        b0 = clock()
-        for _ in range(block):
-            step()
-        b1 = clock()
-        samples.append((b1 - b0) / block)
-        elapsed = b1 - start
-        n = len(samples)
-        if elapsed >= s.min_time and n >= s.min_iters and n >= next_check:
-            rel = rel_ci_halfwidth(sorted(samples))
-            if rel is not None and rel <= s.target_rel_ci:
-                stop = "ci_target_met"
+    with timed_window() if timed_window is not None else contextlib.nullcontext():
+        start = clock()
+        while True:
+            b0 = clock()
+            for _ in range(block):
+                step()
+            b1 = clock()
+            samples.append((b1 - b0) / block)
+            elapsed = b1 - start
+            n = len(samples)
+            if elapsed >= s.min_time and n >= s.min_iters and n >= next_check:
+                rel = rel_ci_halfwidth(sorted(samples))
+                if rel is not None and rel <= s.target_rel_ci:
+                    stop = "ci_target_met"
+                    break
+                next_check = max(n + 1, math.ceil(n * CI_CHECK_GROWTH))
+            if n >= s.min_iters and elapsed >= s.max_time:
+                stop = "max_time"
                 break
-            next_check = max(n + 1, math.ceil(n * CI_CHECK_GROWTH))
-        if n >= s.min_iters and elapsed >= s.max_time:
-            stop = "max_time"
-            break
-        if n >= s.max_iters:
-            stop = "max_iters"
-            break
-    wall = clock() - start
+            if n >= s.max_iters:
+                stop = "max_iters"
+                break
+        wall = clock() - start
     if stop != "ci_target_met":
         rel = rel_ci_halfwidth(sorted(samples))
     return Timing(
