@@ -27,6 +27,8 @@ class Settings:
     idle_baseline_s: float = 0.0  # s of idle power sampled before the window (0 = none)
     cooldown_s: float = 0.0  # s the runner waits before this case when another ran before it
     profile: bool = False  # a short extra window under the framework's profiler after the timed one
+    # what a cluster executor asks for (Ray): {num_cpus, num_gpus, accelerator_type, custom: {name: n}}
+    resources: dict | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -53,11 +55,13 @@ class Case:
     input_shape: tuple[int, ...]
     threads: int | None = None
     optimizer: str = "adam"
+    devices: int = 1  # > 1: data-parallel over this many devices (benchbench.distributed)
+    data: "DataConfig | None" = None  # a real input pipeline (benchbench.data.config); None = synthetic
     settings: Settings = field(default_factory=Settings, compare=False, hash=False)
 
     def identity(self) -> dict:
         """The fields that define the case: what its case_id is a hash of."""
-        return {
+        ident = {
             "framework": self.framework,
             "model": self.model,
             "batch_size": self.batch_size,
@@ -68,6 +72,11 @@ class Case:
             "threads": self.threads,
             "optimizer": self.optimizer if self.mode == "train" else None,
         }
+        if self.devices != 1:  # only then: existing case_ids stay as they were
+            ident["devices"] = self.devices
+        if self.data is not None:  # only then (synthetic cases keep their case_ids)
+            ident["data"] = self.data.identity()
+        return ident
 
     @property
     def case_id(self) -> str:
@@ -78,14 +87,16 @@ class Case:
     def label(self) -> str:
         return (
             f"{self.framework}/{self.model}/bs{self.batch_size}/{self.device}/"
-            f"{self.mode}/{self.variant}"
-        )
+            f"{self.mode}/{self.variant}" + (f"/dp{self.devices}" if self.devices != 1 else "")
+        ) + (f"/{self.data.label}" if self.data is not None else "")
 
     def to_dict(self) -> dict:
         d = self.identity()
         d["optimizer"] = self.optimizer
         d["case_id"] = self.case_id
         d["settings"] = self.settings.to_dict()
+        if self.data is not None:
+            d["data"] = self.data.to_dict()
         return d
 
     @classmethod
@@ -100,5 +111,15 @@ class Case:
             input_shape=tuple(d["input_shape"]),
             threads=d.get("threads"),
             optimizer=d.get("optimizer") or "adam",
+            devices=int(d.get("devices") or 1),
+            data=_data_config(d.get("data")),
             settings=Settings.from_dict(d.get("settings") or {}),
         )
+
+
+def _data_config(d: dict | None):
+    if not d:
+        return None
+    from benchbench.data.config import DataConfig
+
+    return DataConfig.from_dict(d)

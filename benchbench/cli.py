@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import benchbench
-from benchbench import cli_history
+from benchbench import cli_data, cli_history, cli_profile
 from benchbench.errors import EXIT_CASES_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, UserError
 
 
@@ -36,13 +36,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="copy each case's worker log (framework start-up lines, tracebacks) to stderr")
     r.add_argument("--store", metavar="URL", help="after the run, append it to this history store "
                    "(sqlite:///FILE, postgresql://…, or a file path)")
-    r.add_argument("--executor", choices=["local", "ray"], default="local",
-                   help="local: one worker subprocess at a time here (default); ray: each case a Ray task")
+    r.add_argument("--executor", choices=["local", "ray", "submitit"], default="local",
+                   help="local: one worker subprocess at a time here (default); ray: each case a Ray task; "
+                        "submitit: each case a submitit job (Slurm, or local)")
     r.add_argument("--address", metavar="auto|HOST:PORT",
                    help="ray: the cluster to join (default: start a local Ray instance)")
     r.add_argument("--retry-lost", action="store_true", help="ray: run a case lost with its node/worker once more")
     r.add_argument("--ray-resources", metavar="JSON",
                    help='ray: extra resources every case asks for, e.g. \'{"special": 1}\'')
+    r.add_argument("--submitit-cluster", choices=["local", "slurm"],
+                   help="submitit: where jobs run (default: Slurm when sbatch is found, else local)")
+    r.add_argument("--slurm-partition", metavar="NAME", help="submitit: the Slurm partition")
+    r.add_argument("--slurm-params", metavar="JSON", help='submitit: more slurm_* parameters, e.g. \'{"slurm_account": "x"}\'')
 
     v = sub.add_parser("validate", help="check a suite and print its case count")
     v.add_argument("suite")
@@ -71,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--devices", metavar="FILE", action="append",
                     help="--hardware: a device catalogue file added to the built-in one (repeatable)")
     cli_history.add_parsers(sub)  # store import, compare, history, check
+    cli_profile.add_parser(sub)  # profile SUITE --case ID
+    cli_data.add_parser(sub)  # data generate DIR
     return p
 
 
@@ -78,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"run": cmd_run, "validate": cmd_validate, "list": cmd_list, "schema": cmd_schema, "devices": cmd_devices,
-                "report": cmd_report, **cli_history.COMMANDS}[args.command](args)
+                "report": cmd_report, "profile": cli_profile.cmd_profile, **cli_history.COMMANDS,
+                **cli_data.COMMANDS}[args.command](args)
     except UserError as e:
         for line in e.problems:
             _err(line)
@@ -125,8 +133,9 @@ def cmd_list(args) -> int:
         for name, desc in registry.MODES.items():
             print(f"{name:12} {desc}")
     elif args.what == "variants":
-        for name, desc in registry.VARIANTS.items():
-            print(f"{name:12} {desc}")
+        from benchbench.variants.listing import support_lines
+
+        print("\n".join(support_lines()))
     elif args.what == "devices":
         info = probe.probe(args.framework)
         if info is None:
@@ -206,6 +215,12 @@ def cmd_run(args) -> int:
         executor = ray_executor.from_args(args.address, args.retry_lost, args.ray_resources)
     elif args.address or args.retry_lost or args.ray_resources:
         raise UserError("--address, --retry-lost and --ray-resources need --executor ray")
+    if args.executor == "submitit":
+        from benchbench.executors import submitit as submitit_executor
+
+        executor = submitit_executor.from_args(args.submitit_cluster, args.slurm_partition, args.slurm_params)
+    elif args.submitit_cluster or args.slurm_partition or args.slurm_params:
+        raise UserError("--submitit-cluster, --slurm-partition and --slurm-params need --executor submitit")
     if run_dir is None:
         run_dir = runner.new_run_dir(Path(args.out), suite)
     _err(f"run directory: {run_dir}")

@@ -48,11 +48,14 @@ def add_parsers(sub) -> None:
     si.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     si.add_argument("--store", metavar="URL", help=STORE_HELP)
 
-    se = st_sub.add_parser("export", help="one run as github-action-benchmark JSON, CSV or Parquet")
+    se = st_sub.add_parser("export", help="one run as github-action-benchmark or pytest-benchmark JSON, "
+                                          "CSV or Parquet")
     se.add_argument("ref", metavar="RUN", help="run directory or store reference (latest, latest~N, run id, commit)")
-    se.add_argument("--format", required=True, choices=list(EXPORT_FORMATS),
+    se.add_argument("--format", required=True,
+                    choices=["github-bigger", "github-smaller", "pytest-benchmark", "csv", "parquet"],
                     help="github-bigger: customBiggerIsBetter (throughput); github-smaller: "
-                         "customSmallerIsBetter (latency p99, memory); csv / parquet: a row per case")
+                         "customSmallerIsBetter (latency p99, memory, energy); pytest-benchmark: its "
+                         "--benchmark-json layout; csv / parquet: a row per case")
     se.add_argument("--store", metavar="URL", help=STORE_HELP)
     se.add_argument("-o", "--out", metavar="FILE", help="output file (default: stdout; parquet needs -o)")
 
@@ -78,6 +81,9 @@ def add_parsers(sub) -> None:
     h.add_argument("--window", type=_positive_int, default=30,
                    help="the last N runs of each series (default 30, as check's baseline)")
     h.add_argument("--json", action="store_true")
+    h.add_argument("--report", metavar="FILE", help="also write the trend figures (change points, gate alerts, "
+                   "commits) as one self-contained HTML file")
+    h.add_argument("--persist", default="2/3", metavar="K/M", help="the gate alerts' persistence (default 2/3)")
 
     k = sub.add_parser("check", help="the nightly gate: the newest run against each series' robust baseline")
     k.add_argument("--store", metavar="URL", help=STORE_HELP)
@@ -86,10 +92,37 @@ def add_parsers(sub) -> None:
     k.add_argument("--suite", help="only runs of this suite")
     k.add_argument("--threshold", type=_threshold, default=0.05, help="practical floor (default 5%%)")
     k.add_argument("--window", type=_positive_int, default=30, help="baseline runs (default 30)")
-    k.add_argument("--persist", default="2/3", metavar="K/M", help="K of the last M runs must be worse (default 2/3)")
+    k.add_argument("--persist", metavar="K/M",
+                   help="K of the last M runs must be worse (default 2/3; with --confirm 2/4)")
     k.add_argument("--fdr", type=_threshold, default=0.05,
                    help="false discovery rate across cases × metrics (default 0.05)")
     k.add_argument("--json", action="store_true")
+    k.add_argument("--confirm", action="store_true",
+                   help="re-measure flagged cases with ab (--confirm-a/--confirm-b) before failing")
+    k.add_argument("--confirm-a", metavar="PYTHON", help="--confirm: the baseline's interpreter; {commit} in it "
+                   "is replaced by each flag's baseline commit, e.g. \"$HOME/venvs/{commit}/bin/python\"")
+    k.add_argument("--confirm-b", metavar="PYTHON", help="--confirm: the candidate's interpreter (tonight's venv)")
+    k.add_argument("--confirm-rounds", type=_positive_int, default=7, help="--confirm: paired rounds (default 7)")
+    k.add_argument("--confirm-out", metavar="DIR", default="results",
+                   help="--confirm: root for the ab records and logs (default results: results/ab/…)")
+
+    ab = sub.add_parser("ab", help="the confirm step: each case alternately under interpreters A and B, "
+                                   "paired rounds, a verdict (exit 1 on a regression)")
+    ab.add_argument("suite", metavar="SUITE", help="suite YAML")
+    ab.add_argument("--a", required=True, metavar="PYTHON",
+                    help="baseline interpreter, e.g. /old/venv/bin/python or \"FLAG=1 /old/venv/bin/python\"")
+    ab.add_argument("--b", required=True, metavar="PYTHON", help="candidate interpreter (as --a)")
+    ab.add_argument("--a-env", action="append", default=[], metavar="K=V", help="environment for A (repeatable)")
+    ab.add_argument("--b-env", action="append", default=[], metavar="K=V", help="environment for B (repeatable)")
+    ab.add_argument("--rounds", type=_positive_int, default=5, help="paired rounds per case (default 5)")
+    ab.add_argument("--threshold", type=_threshold, default=0.05,
+                    help="practical floor (default 5%%): a verdict needs half of it")
+    ab.add_argument("--alpha", type=_threshold, default=0.01, help="significance of the paired test (default 0.01)")
+    ab.add_argument("--filter", action="append", default=[], metavar="EXPR", help="as in run; repeat for OR")
+    ab.add_argument("--out", default="results", help="root for results/ab/<stamp>/ (records, logs, ab.json)")
+    afmt = ab.add_mutually_exclusive_group()
+    afmt.add_argument("--markdown", action="store_true")
+    afmt.add_argument("--json", action="store_true")
 
 
 def _open(url):
@@ -98,39 +131,8 @@ def _open(url):
     return Store(url)
 
 
-EXPORT_FORMATS = ("github-bigger", "github-smaller", "csv", "parquet")
-
-
-def export_rows(run, fmt: str):
-    """github-action-benchmark entries ({name, unit, value, range, extra}) for ``fmt``."""
-    from benchbench.compare import metric_value
-    from benchbench.store import case_label
-
-    out = []
-    for r in run.records:
-        if r.status != "ok":
-            continue
-        name = case_label(r.case)
-        rel = (r.stats or {}).get("rel_ci")
-        if fmt == "github-bigger":
-            v = metric_value(r, "throughput")
-            if v is not None:
-                out.append({"name": f"{name} throughput", "unit": "samples/s", "value": v,
-                            "range": f"±{rel * v:.4g}" if rel else None, "extra": f"case_id {r.case_id}"})
-        else:
-            v = metric_value(r, "latency_p99")
-            if v is not None:
-                out.append({"name": f"{name} latency p99", "unit": "ms", "value": v * 1e3,
-                            "extra": f"case_id {r.case_id}"})
-            v = metric_value(r, "memory")
-            if v is not None:
-                out.append({"name": f"{name} peak RSS", "unit": "MiB", "value": v / 2**20,
-                            "extra": f"case_id {r.case_id}"})
-    return [{k: v for k, v in e.items() if v is not None} for e in out]
-
-
 def cmd_store_export(args) -> int:
-    from benchbench.results import to_row
+    from benchbench.exports import export
 
     store = _open(args.store) if args.store or not Path(args.ref).exists() else None
     try:
@@ -138,23 +140,10 @@ def cmd_store_export(args) -> int:
     finally:
         if store is not None:
             store.close()
-    if args.format.startswith("github"):
-        text = json.dumps(export_rows(run, args.format), indent=2, ensure_ascii=False) + "\n"
-    else:
-        import pandas as pd
-
-        df = pd.DataFrame([{**to_row(r), "run_id": run.run_id} for r in run.records]).drop(columns=["samples"])
-        if args.format == "parquet":
-            if not args.out:
-                raise UserError("--format parquet needs -o FILE")
-            try:
-                df.to_parquet(args.out)
-            except ImportError as e:
-                raise UserError(f"parquet export needs pyarrow: pip install pyarrow ({e})") from None
-            print(args.out)
-            return EXIT_OK
-        text = df.to_csv(index=False)
-    if args.out:
+    text = export(run, args.format, args.out)
+    if text is None:
+        print(args.out)
+    elif args.out:
         Path(args.out).write_text(text, encoding="utf-8")
         print(args.out)
     else:
@@ -226,9 +215,25 @@ def _case_matches(label: str, case_id: str, pattern: str | None) -> bool:
             or fnmatch.fnmatchcase(label, pattern))
 
 
+def _persist(text: str) -> tuple[int, int]:
+    try:
+        k, m = (int(x) for x in text.split("/"))
+        if not 1 <= k <= m:
+            raise ValueError
+    except ValueError:
+        raise UserError(f"--persist {text!r}: expected K/M with 1 ≤ K ≤ M, e.g. 2/3") from None
+    return k, m
+
+
 def cmd_history(args) -> int:
     from benchbench import compare
 
+    from benchbench import changepoints
+
+    k, m = _persist(args.persist)
+    cps = changepoints.available()
+    if not cps:
+        _err("note: no change points: they need the ruptures library (pip install ruptures)")
     s = _open(args.store)
     try:
         out = []
@@ -236,17 +241,23 @@ def cmd_history(args) -> int:
         for ser in s.all_series(args.suite):
             if not _case_matches(ser["label"], ser["case_id"], args.case):
                 continue
-            rows = s.series(ser["case_id"], ser["context"], with_record=args.metric == "energy_per_sample",
-                            limit=None if suite_runs is not None else args.window)
+            rows = s.series(ser["case_id"], ser["context"], limit=None if suite_runs is not None else args.window)
             if suite_runs is not None:
                 rows = [r for r in rows if r["run_id"] in suite_runs][-args.window:]
             out.append(compare.summarize_series(ser["case_id"], ser["context"], ser["label"], args.metric,
-                                                rows, args.threshold))
+                                                rows, args.threshold, change_points=cps, alerts=True,
+                                                persist_k=k, persist_m=m, window=args.window))
     finally:
         s.close()
     if not out:
         raise UserError("history: no series match" + (f" --case {args.case!r}" if args.case else "")
                         + (f" in suite {args.suite!r}" if args.suite else ""))
+    if args.report:
+        from benchbench.report.history import write_report
+
+        path = write_report(args.report, out, f"benchbench history: {args.metric}"
+                            + (f" (suite {args.suite})" if args.suite else ""))
+        _err(f"history report: {path}")
     if args.json:
         from dataclasses import asdict
 
@@ -257,15 +268,18 @@ def cmd_history(args) -> int:
     from benchbench import display
 
     t = Table(title=f"history: {args.metric} per series (threshold {args.threshold:.0%})")
-    for col in ("case", "context", "runs", "median", "latest", "between-run CV", "min. detectable change", "note"):
+    for col in ("case", "context", "runs", "median", "latest", "between-run CV", "min. detectable change",
+                "change points", "note"):
         t.add_column(col)
     for x in out:
         cv = "—" if x.between_run_cv is None else f"{x.between_run_cv:.1%}"
         mdc = "—" if x.min_detectable_change is None else f"{x.min_detectable_change:.1%}"
         note = ("too noisy to gate at the threshold" if x.too_noisy
                 else "fewer than 3 runs" if x.between_run_cv is None else "")
+        cps = ", ".join(f"×{c['ratio']:.3f} at {(c['commit'] or c['run_id'] or '?')[:10]}"
+                        for c in x.change_points) or "—"
         t.add_row(x.label, x.context[:8], str(x.runs), compare._fmt_value(x.metric, x.median),
-                  compare._fmt_value(x.metric, x.latest), cv, mdc, note)
+                  compare._fmt_value(x.metric, x.latest), cv, mdc, cps, note)
     display.console(sys.stdout).print(t)
     return EXIT_OK
 
@@ -273,17 +287,17 @@ def cmd_history(args) -> int:
 def cmd_check(args) -> int:
     from benchbench import compare
 
-    try:
-        k, m = (int(x) for x in args.persist.split("/"))
-        if not 1 <= k <= m:
-            raise ValueError
-    except ValueError:
-        raise UserError(f"--persist {args.persist!r}: expected K/M with 1 ≤ K ≤ M, e.g. 2/3") from None
+    k, m = _persist(args.persist or ("2/4" if args.confirm else "2/3"))
+    if args.confirm and not (args.confirm_a and args.confirm_b):
+        raise UserError("--confirm needs --confirm-a PYTHON (the baseline's environment) and "
+                        "--confirm-b PYTHON (the candidate's)")
     s = _open(args.store)
     try:
         run_id = s.resolve(args.run or "latest", args.suite)
         rows = compare.check_latest(s, run_id, threshold=args.threshold, window=args.window,
-                                    persist_k=k, persist_m=m, fdr=args.fdr)
+                                    persist_k=k, persist_m=m, fdr=args.fdr, confirm=args.confirm)
+        if args.confirm:
+            confirm_flagged(s, run_id, rows, args)
     finally:
         s.close()
     regressed = [r for r in rows if r.verdict == "regressed"]
@@ -303,11 +317,105 @@ def cmd_check(args) -> int:
             print(f"regressions at {commit}:")
             for r in rs:
                 print(f"  {r.label} {r.metric}: {r.change:+.1%} worse than the baseline "
-                      f"(p={r.p:.2g}, {r.persistent}/{m} recent runs)")
+                      f"(p={r.p:.2g}, {r.persistent}/{m} recent runs; baseline commit "
+                      f"{r.baseline_commit or 'unknown'})" + (f"; {r.confirm}" if r.confirm else ""))
+        for r in rows:
+            if r.verdict == "not confirmed":
+                print(f"  not confirmed by ab: {r.label} {r.metric} ({r.change:+.1%} in the screen; {r.confirm})")
         for r in rows:
             if r.verdict == "too noisy":
                 print(f"  too noisy to gate: {r.label} {r.metric} (detectable change {r.mdc:.1%})")
     return EXIT_REGRESSION if regressed else EXIT_OK
+
+
+def _ab_progress(case, i, side) -> None:
+    _err(f"ab: {case.label} round {i + 1} {side}")
+
+
+def cmd_ab(args) -> int:
+    import os
+
+    from benchbench import ab, runner
+    from benchbench.suite import load_suite
+
+    suite = load_suite(args.suite)
+    cases = runner.select(suite.cases, args.filter)
+    extra_paths = [os.getcwd(), str(Path(suite.path).resolve().parent)]
+    a = ab.parse_side("A", args.a, args.a_env)
+    b = ab.parse_side("B", args.b, args.b_env)
+    for side in (a, b):
+        ab.probe_side(side, extra_paths)
+    if a.describe() == b.describe():
+        _err("note: A and B are the same command: expect unchanged (an A/A test of the machine's noise)")
+    res = ab.run_ab(cases, a, b, rounds=args.rounds, out_dir=ab.new_out_dir(args.out), extra_paths=extra_paths,
+                    threshold=args.threshold, alpha=args.alpha, skip_reason=runner.skip_reason,
+                    on_round=_ab_progress)
+    return _print_ab(res, args)
+
+
+def _print_ab(res, args) -> int:
+    from benchbench import ab, display
+
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=2))
+    elif args.markdown:
+        print(ab.render_markdown(res), end="")
+    else:
+        display.console(sys.stdout).print(ab.render_table(res))
+        for label, reason in res.skipped:
+            print(f"skipped {label}: {reason}")
+        print(", ".join(f"{n} {v}" for v, n in res.counts().items()) or "no case ran")
+    _err(f"ab records and logs: {res.out_dir}")
+    return EXIT_REGRESSION if res.regressed else EXIT_OK
+
+
+def confirm_flagged(store, run_id: str, rows, args) -> None:
+    """``check --confirm``: re-measure each flagged case with ab (baseline interpreter A,
+    candidate B, paired rounds); a flag ab does not confirm becomes "not confirmed".
+    ``{commit}`` in --confirm-a is replaced by each flag's baseline commit (in --confirm-b
+    by the checked run's), so a CI job that keeps an environment per commit can point
+    at them: ``--confirm-a "$HOME/venvs/{commit}/bin/python"``."""
+    import os
+
+    from benchbench import ab, runner
+    from benchbench.case import Case
+
+    flagged = [r for r in rows if r.verdict == "regressed"]
+    if not flagged:
+        return
+    run = store.load_run(run_id)
+    by_id = {r.case_id: r for r in run.records}
+    extra = [os.getcwd()]
+    groups: dict = {}
+    for r in flagged:  # one ab job per baseline commit
+        groups.setdefault(r.baseline_commit if "{commit}" in args.confirm_a else None, []).append(r)
+    for base_commit, group in groups.items():
+        a_text = args.confirm_a.replace("{commit}", base_commit or "unknown")
+        b_text = args.confirm_b.replace("{commit}", run.commit or "unknown")
+        if base_commit is None and "{commit}" in args.confirm_a:
+            for r in group:
+                r.confirm = "confirm could not run: the baseline run has no git commit"
+            continue
+        a, b = ab.parse_side("A", a_text), ab.parse_side("B", b_text)
+        for side in (a, b):
+            ab.probe_side(side, extra)
+        cases = [Case.from_dict(by_id[cid].case) for cid in dict.fromkeys(r.case_id for r in group)]
+        _err(f"confirm: {len(cases)} flagged case(s), {args.confirm_rounds} paired rounds of "
+             f"A ({a.describe()}) and B ({b.describe()})")
+        res = ab.run_ab(cases, a, b, rounds=args.confirm_rounds, out_dir=ab.new_out_dir(args.confirm_out),
+                        extra_paths=extra, threshold=args.threshold, skip_reason=runner.skip_reason,
+                        on_round=_ab_progress)
+        verdicts = {(r.case_id, r.metric): r for r in res.rows}
+        for row in group:
+            got = verdicts.get((row.case_id, row.metric)) or verdicts.get((row.case_id, "*"))
+            if got is None or got.verdict == "failed":
+                row.confirm = "confirm could not measure: " + (got.note if got else "case skipped")
+                continue  # cannot re-measure: the screen's verdict stands
+            row.confirm = (f"ab {got.verdict}: B/A {got.ratio:.3f}, p={got.p:.2g}, {res.rounds} rounds"
+                           if got.ratio is not None else f"ab {got.verdict}: {got.note}")
+            if got.verdict != "regressed":
+                row.verdict = "not confirmed"
+        _err(f"confirm records and logs: {res.out_dir}")
 
 
 def store_after_run(url: str, run_dir) -> None:
@@ -328,5 +436,5 @@ def store_after_run(url: str, run_dir) -> None:
     _err(f"stored {added} records in {s.display_url}")
 
 
-COMMANDS = {"store": cmd_store, "compare": cmd_compare, "history": cmd_history, "check": cmd_check}
+COMMANDS = {"store": cmd_store, "compare": cmd_compare, "history": cmd_history, "check": cmd_check, "ab": cmd_ab}
 __all__ = ["add_parsers", "COMMANDS", "store_after_run"]

@@ -38,7 +38,8 @@ def case_table(rows: list[tuple[Case, str | None]], title: str) -> Table:
     for i, (c, skip) in enumerate(rows, 1):
         t.add_row(
             str(i), c.case_id, c.framework, escape(c.model), str(c.batch_size), c.device, c.mode, c.variant,
-            "×".join(map(str, c.input_shape)), escape(f"skip: {skip}") if skip else "run",
+            "×".join(map(str, c.input_shape)) + (f" {c.data.label}" if c.data is not None else ""),
+            escape(f"skip: {skip}") if skip else "run",
         )
     return t
 
@@ -46,7 +47,7 @@ def case_table(rows: list[tuple[Case, str | None]], title: str) -> Table:
 def note(rec: Record) -> str:
     if rec.status != "ok":
         return rec.reason or ""
-    notes = []
+    notes = [rec.pipeline["text"]] if getattr(rec, "pipeline", None) and rec.pipeline.get("text") else []
     if rec.stats and rec.stats.get("noisy"):
         notes.append("noisy (IQR > 10%)")
     if rec.timing and not rec.timing.get("target_met"):
@@ -81,7 +82,8 @@ def summary_table(records: list[Record], title: str) -> Table:
         if r.status == "skipped":
             continue
         c = r.case
-        label = escape(f"{c['framework']} {c['model']} bs{c['batch_size']} {c['device']} {c['mode']} {c['variant']}")
+        label = escape(f"{c['framework']} {c['model']} bs{c['batch_size']} {c['device']} {c['mode']} {c['variant']}"
+                       + (f" {c['data']['preset']} w{c['data']['num_workers']}" if c.get("data") else ""))
         s = r.stats or {}
         status = {"ok": "[green]ok[/]", "failed": "[red]failed[/]", "skipped": "[yellow]skipped[/]"}[r.status]
         rel = s.get("rel_ci")

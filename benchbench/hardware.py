@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
+from benchbench import yamlsrc
 from benchbench.errors import UserError
 
 ENV_VAR = "BENCHBENCH_DEVICES"
@@ -93,13 +92,25 @@ def _entry(d: dict, origin: str, basis: str) -> DeviceSpec:
 
 
 def _parse(text: str, origin: str, basis: str) -> list[DeviceSpec]:
+    """A catalogue file's entries; a mistake is a UserError naming ``origin:LINE`` (YAML)."""
+    src = None
     try:
-        data = json.loads(text) if origin.endswith(".json") else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise UserError(f"{origin}: not a valid device catalogue ({e})") from None
+        if origin.endswith(".json"):
+            data = json.loads(text)
+        else:  # yamlsrc: safe, and each entry's line for the error
+            src = yamlsrc.load(text)
+            data = src.data
+    except json.JSONDecodeError as e:
+        raise UserError(f"{origin}:{e.lineno}: not a valid device catalogue ({e.msg})") from None
+    except yamlsrc.YamlSyntaxError as e:
+        raise UserError(f"{origin}:{e.line or 1}: not a valid device catalogue ({e})") from None
+    if src is not None and src.problems:
+        raise UserError(f"{origin}:{src.problems[0].line}: {src.problems[0].message}")
     if not isinstance(data, dict) or not isinstance(data.get("devices"), list):
-        raise UserError(f"{origin}: a device catalogue is a mapping with a 'devices:' list")
-    return [_entry(d, origin, basis) for d in data["devices"]]
+        line = f":{src.line_of(('devices',))}" if src is not None else ""
+        raise UserError(f"{origin}{line}: a device catalogue is a mapping with a 'devices:' list")
+    return [_entry(d, f"{origin}:{src.line_of(('devices', i))}" if src is not None else origin, basis)
+            for i, d in enumerate(data["devices"])]  # fmt: skip
 
 
 def builtin_catalogue_text() -> str:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from benchbench import environment, probe
+from benchbench import environment, probe, suite_catalogue
 from benchbench.case import Case
 from benchbench.errors import UserError
 from benchbench.results import ENVIRONMENT_FILE, RESULTS_FILE, Record, append_record, read_records, write_json
@@ -84,7 +84,10 @@ def select(cases: tuple[Case, ...], filters: list[str]) -> list[Case]:
 
 def skip_reason(case: Case) -> str | None:
     """Why ``case`` cannot run on this machine (decided without starting a worker)."""
-    return probe.device_skip_reason(case.framework, case.device)
+    from benchbench.registry import variant_support
+
+    return probe.device_skip_reason(case.framework, case.device) or variant_support(
+        case.framework, case.variant, case.device, case.mode)
 
 
 # --- the run -----------------------------------------------------------------------------
@@ -153,9 +156,11 @@ def run(
     suite_path = run_dir / SUITE_FILE
     if not suite_path.exists():
         suite_path.write_text(suite.text, encoding="utf-8")
+        suite_catalogue.save(suite.catalogue, run_dir)  # the suite's catalogue: entries, kept with the run
     run_info = _read_run_info(run_dir) or {
         "suite": suite.name,
         "suite_sha256": suite.content_hash,
+        "baseline": suite.baseline,  # the reference variant (report speed-up, fidelity)
         "created_at": _now(),
         "planned": [c.case_id for c in cases],
     }

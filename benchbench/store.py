@@ -26,8 +26,9 @@ from pathlib import Path
 from benchbench.errors import UserError
 from benchbench.results import ENVIRONMENT_FILE, Record, read_records
 
-STORE_SCHEMA_VERSION = 1
+STORE_SCHEMA_VERSION = 2  # 2: records.energy_j_per_sample (migrated from 1 on first use)
 DEFAULT_URL = "sqlite:///results/history.db"
+SLACK = 5  # series_many reads the records of the newest limit + SLACK runs in one query
 _PG_LOCK_KEY = 0x62656E6368  # advisory lock serialising schema creation on PostgreSQL
 
 
@@ -56,6 +57,13 @@ def fingerprint(facts: dict) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def energy_per_sample(energy: dict | None) -> float | None:
+    """The primary energy source's joules per sample, when the record has one."""
+    energy = energy or {}
+    v = (energy.get(energy.get("primary")) or {}).get("j_per_sample") if energy.get("primary") else None
+    return float(v) if isinstance(v, (int, float)) and v > 0 else None
+
+
 def case_label(case: dict) -> str:
     return (f"{case.get('framework')}/{case.get('model')}/bs{case.get('batch_size')}/"
             f"{case.get('device')}/{case.get('mode')}/{case.get('variant')}")
@@ -77,7 +85,11 @@ class Run:
         return ((self.environment or {}).get("git") or {}).get("commit")
 
     def fingerprint_of(self, record: Record) -> str:
-        return fingerprint(context_facts(record, self.environment))
+        cache = self.__dict__.setdefault("_fingerprints", {})
+        key = (record.case_id, id(record))
+        if key not in cache:
+            cache[key] = fingerprint(context_facts(record, self.environment))
+        return cache[key]
 
 
 def load_run_dir(path: str | os.PathLike) -> Run:
@@ -149,6 +161,7 @@ def _tables(sa):
         sa.Column("median_s", sa.Float),
         sa.Column("p99_s", sa.Float),
         sa.Column("peak_rss_bytes", sa.Float),
+        sa.Column("energy_j_per_sample", sa.Float),  # schema 2
         sa.Column("record", sa.Text, nullable=False),
         sa.UniqueConstraint("run_id", "case_id", name="uq_records_run_case"),
         sa.Index("ix_records_series", "case_id", "context", "created_at"),
@@ -243,12 +256,23 @@ class Store:
                 found = self._schema_version(conn)  # again, under the lock
                 if found == STORE_SCHEMA_VERSION:
                     return
-                # (no older versions exist yet: migrations go here, one step per version)
+                if found == 1:
+                    self._migrate_1_to_2(conn)
                 self.md.create_all(conn, checkfirst=True)
                 conn.execute(sa.delete(self.t_version))
                 conn.execute(sa.insert(self.t_version).values(version=STORE_SCHEMA_VERSION))
         except sa.exc.OperationalError as e:
             raise UserError(f"store {self.display_url}: cannot open ({_first_line(e)})") from None
+
+    def _migrate_1_to_2(self, conn) -> None:
+        """Schema 1 → 2: the energy-per-sample column, filled from the stored records."""
+        sa, r = self.sa, self.t_records
+        conn.execute(sa.text("ALTER TABLE records ADD COLUMN energy_j_per_sample FLOAT"))
+        rows = conn.execute(sa.select(r.c.id, r.c.record).where(r.c.record.like('%j_per_sample%'))).all()
+        for rid, text in rows:
+            v = energy_per_sample(json.loads(text).get("energy"))
+            if v is not None:
+                conn.execute(sa.update(r).where(r.c.id == rid).values(energy_j_per_sample=v))
 
     @property
     def display_url(self) -> str:
@@ -275,6 +299,7 @@ class Store:
                 "created_at": run.created_at,
                 "throughput": stats.get("throughput"), "median_s": stats.get("median"),
                 "p99_s": stats.get("p99"), "peak_rss_bytes": (rec.memory or {}).get("host_peak_rss_bytes"),
+                "energy_j_per_sample": energy_per_sample(rec.energy),
                 "record": json.dumps(rec.to_dict(), separators=(",", ":"), default=str),
             })
         insert = self._insert()
@@ -381,7 +406,7 @@ class Store:
         with ``with_record``); ``before`` / ``until``: runs created before / up to then."""
         sa, r, t = self.sa, self.t_records, self.t_runs
         cols = [r.c.run_id, r.c.created_at, t.c.git_commit, r.c.throughput, r.c.median_s, r.c.p99_s,
-                r.c.peak_rss_bytes] + ([r.c.record] if with_record else [])
+                r.c.peak_rss_bytes, r.c.energy_j_per_sample] + ([r.c.record] if with_record else [])
         q = (sa.select(*cols)
              .join(t, t.c.run_id == r.c.run_id)
              .where(r.c.case_id == case_id, r.c.context == context, r.c.status == "ok")
@@ -398,6 +423,42 @@ class Store:
             rows = [dict(x._mapping) for x in conn.execute(q)]
         rows.reverse()
         return rows
+
+    def series_many(self, keys: list[tuple[str, str]], *, before: str | None = None, until: str | None = None,
+                    exclude: tuple[str, ...] = (), limit: int) -> dict[tuple[str, str], list[dict]]:
+        """``series`` for many (case_id, context) keys at once, same rows and order: one
+        query over the records of the newest ``limit`` + ``SLACK`` runs in the time range,
+        then the exact per-series query only for the keys that had fewer than ``limit``
+        records among them (a case absent from more than SLACK of those runs)."""
+        sa, r, t = self.sa, self.t_records, self.t_runs
+        runs_q = sa.select(t.c.run_id).order_by(t.c.created_at.desc(), t.c.run_id.desc()).limit(limit + SLACK)
+        if before is not None:
+            runs_q = runs_q.where(t.c.created_at < before)
+        if until is not None:
+            runs_q = runs_q.where(t.c.created_at <= until)
+        if exclude:
+            runs_q = runs_q.where(t.c.run_id.not_in(list(exclude)))
+        wanted = set(keys)
+        out: dict[tuple[str, str], list[dict]] = {k: [] for k in wanted}
+        cols = [r.c.case_id, r.c.context, r.c.run_id, r.c.created_at, t.c.git_commit, r.c.throughput, r.c.median_s,
+                r.c.p99_s, r.c.peak_rss_bytes, r.c.energy_j_per_sample]
+        names = [c.name for c in cols[2:]]
+        with self.engine.connect() as conn:
+            run_ids = conn.execute(runs_q).scalars().all()
+            for i in range(0, len(run_ids), 500):
+                q = (sa.select(*cols).join(t, t.c.run_id == r.c.run_id)
+                     .where(r.c.run_id.in_(run_ids[i:i + 500]), r.c.status == "ok"))
+                for row in conn.execute(q):
+                    key = (row[0], row[1])
+                    if key in wanted:
+                        out[key].append(dict(zip(names, row[2:])))
+        for key, rows in out.items():
+            if len(rows) < limit:  # not enough in the recent runs: ask for this series alone
+                out[key] = self.series(key[0], key[1], before=before, until=until, exclude=exclude, limit=limit)
+            else:
+                rows.sort(key=lambda h: (h["created_at"] or "", h["run_id"]))
+                out[key] = rows[-limit:]
+        return out
 
     def all_series(self, suite: str | None = None) -> list[dict]:
         """Every series: case_id, context, label, facts, runs (count)."""

@@ -36,8 +36,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from benchbench import registry, yamlsrc
+from benchbench import registry, suite_catalogue, yamlsrc
 from benchbench.case import Case, Settings
+from benchbench.data import config as data_config
 from benchbench.errors import UserError
 from benchbench.yamlsrc import Problem, format_path
 
@@ -57,6 +58,8 @@ class Suite:
     text: str  # the exact text of the file
     content_hash: str  # sha256 hex of text
     cases: tuple[Case, ...]
+    baseline: str = "fp32"  # the reference variant (suite key baseline:)
+    catalogue: tuple[str, ...] = ()  # device catalogue files (suite key catalogue:), absolute paths
 
 
 # ----------------------------------------------------------------- messages
@@ -276,7 +279,20 @@ Models = _axis(str, {"type": "string"}, _check_model)
 BatchSizes = _axis(PosInt, {"type": "integer", "minimum": 1})
 Devices = _axis(str, {"type": "string", "pattern": registry.DEVICE_RE.pattern}, _check_device)
 Modes = _axis(str, _names(registry.MODES), _named("mode", registry.MODES))
-Variants = _axis(str, _names(registry.VARIANTS), _named("variant", registry.VARIANTS))
+
+
+def _check_variant(value: str) -> str:
+    problem = registry.variant_problem(value)
+    if problem and registry.split_variant(value)[0] not in registry.VARIANTS:
+        hint = _did_you_mean(registry.split_variant(value)[0], list(registry.VARIANTS))
+        problem = f"unknown variant {_show(value)}{hint} (run `benchbench list variants` to see them)"
+    if problem:
+        _fail(problem)
+    return value
+
+
+_VARIANT_SCHEMA = {"type": "string", "pattern": f"^({'|'.join(registry.VARIANTS)})(:[^:]+)?$"}
+Variants = _axis(str, _VARIANT_SCHEMA, _check_variant)
 
 _S = Settings()
 MAX_TELEMETRY_HZ = 100
@@ -291,6 +307,16 @@ class TelemetrySettings(_Strict):
     idle_baseline_s: _number(ge=0) = Field(
         _S.idle_baseline_s, description="s of idle power measured before the case (total and above-idle energy)"
     )
+
+
+class ResourceSettings(_Strict):
+    """What a cluster executor (Ray) asks for per case (``resources:``); a key left out is
+    derived from the case (cpu: its threads, cuda: one GPU, tpu: a TPU)."""
+
+    num_cpus: _number(gt=0) = Field(None, description="CPUs (default: threads, or a whole node with threads: all)")
+    num_gpus: _number(ge=0) = Field(None, description="GPUs (default: devices for a cuda case, else 0)")
+    accelerator_type: str = Field(None, description="a GPU model Ray knows, e.g. A100, H100, V100")
+    custom: dict[str, _number(gt=0)] = Field(None, description="custom resources, e.g. {tpu_host: 1}")
 
 
 class MeasureSettings(_Strict):
@@ -328,6 +354,12 @@ class MeasureSettings(_Strict):
     input_shape: Annotated[list[PosInt], Field(min_length=1)] = Field(
         None, description="per sample, channels first; suite-wide it applies to image models only"
     )
+    devices: PosInt = Field(1, description="data-parallel over N devices (torch DDP via torchrun, "
+                            "TensorFlow MirroredStrategy); batch_size is per device")
+    resources: ResourceSettings = Field(None, description="what a cluster executor (Ray) asks for per case")
+    data: data_config.DataField = Field(None, description="synthetic (default: tensors already on the "
+                                        "device) or a real input pipeline; lists in size, preset, "
+                                        "num_workers, prefetch are swept")
 
 
 class Matrix(_Strict):
@@ -361,11 +393,16 @@ class SuiteFile(_Strict):
         description="names the results directory", json_schema_extra={"pattern": "^[A-Za-z0-9_.-]+$"}
     )
     description: str = ""
+    baseline: Annotated[str, AfterValidator(_check_variant)] = Field(
+        "fp32", description="the reference variant: fidelity and speed-up are against it", json_schema_extra=_VARIANT_SCHEMA)
     matrix: Matrix
     include: list[Selection] = Field([], description="cases added after exclude")
     exclude: list[Selection] = Field([], description="drops the cases matching all given keys")
     defaults: MeasureSettings = Field(default_factory=MeasureSettings)
     models: dict[str, MeasureSettings] = Field({}, description="per-model settings overrides")
+    catalogue: Annotated[list[str], BeforeValidator(_as_list)] = Field(
+        [], description="device catalogue file(s), relative to the suite, merged over the built-in one "
+        "(report --hardware)", json_schema_extra={"anyOf": [{"type": "string"}, {"type": "array"}]})
 
 
 def suite_json_schema() -> dict:
@@ -430,6 +467,9 @@ def parse_suite(text: str, filename: str, catalog: Catalog | None = None) -> Sui
         problems += _check_limits(spec, src)
         cases = _expand(spec, src, problems)
         problems += _check_pairs(cases, checker, src)
+        problems += _check_baseline(spec, cases, src)
+        catalogue, issues = suite_catalogue.resolve(data.get("catalogue"), filename)  # as written: str or list
+        problems += [Problem(src.line_of(k), k, m) for k, m in issues]
     if problems:
         raise _error(filename, problems)
     return Suite(
@@ -439,6 +479,8 @@ def parse_suite(text: str, filename: str, catalog: Catalog | None = None) -> Sui
         text=text,
         content_hash=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
         cases=cases,
+        baseline=spec.baseline,
+        catalogue=catalogue,
     )
 
 
@@ -530,11 +572,18 @@ def _unknown_key(parent: tuple, key: str) -> str:
         allowed = list((SuiteFile if parent == () else Matrix).model_fields)
     elif parent[:1] in (("include",), ("exclude",)):
         allowed = list(Selection.model_fields)
+    elif parent[-1:] == ("resources",):
+        allowed = list(ResourceSettings.model_fields)
+    elif parent[-1:] == ("data",):
+        allowed = list(data_config.DataSpec.model_fields)
     elif parent == ("defaults", "telemetry") or (len(parent) == 3 and parent[::2] == ("models", "telemetry")):
         allowed = list(TelemetrySettings.model_fields)
     else:
         allowed = list(MeasureSettings.model_fields)
-    if key in MeasureSettings.model_fields and key not in allowed:
+    if key == "devices" and "device" in allowed:
+        hint = ("; did you mean 'device'? ('devices: N', the data-parallel device count, "
+                "is a setting under defaults: or models: NAME:)")
+    elif key in MeasureSettings.model_fields and key not in allowed:
         hint = "; it is a measurement setting: put it under defaults: (or models: NAME:)"
     elif key in TelemetrySettings.model_fields and key not in allowed:
         hint = f"; it is a telemetry setting: write telemetry: {{{key}: …}}"
@@ -612,7 +661,11 @@ def _expand(spec: SuiteFile, src: yamlsrc.Source, problems: list[Problem]) -> tu
     cases: dict[str, Case] = {}
     for combo in combos:
         case = _case(spec, *combo)
-        cases.setdefault(case.case_id, case)
+        override = _set(spec.models[combo[1]]) if combo[1] in spec.models else {}
+        with_data, issues = data_config.expand_case(case, _set(spec.defaults), override)  # data: sweeps
+        problems += [p for p in (Problem(src.line_of(k), k, m) for k, m in issues) if p not in problems]
+        for case in with_data:
+            cases.setdefault(case.case_id, case)
     return tuple(cases.values())
 
 
@@ -630,6 +683,15 @@ def _check_pairs(cases: tuple[Case, ...], checker: _ModelChecker, src: yamlsrc.S
                        f"frameworks only, add to exclude: {{framework: {framework}, model: {model!r}}}")  # fmt: skip
             problems.append(Problem(src.line_of(loc), _shown_path(loc, src.data), message))
     return problems
+
+
+def _check_baseline(spec: SuiteFile, cases: tuple[Case, ...], src: yamlsrc.Source) -> list[Problem]:
+    """A ``baseline:`` the suite names must be one of its variants."""
+    present = list(dict.fromkeys(c.variant for c in cases))
+    if "baseline" not in spec.model_fields_set or not cases or spec.baseline in present:
+        return []
+    message = f"{spec.baseline!r} is not a variant of this suite (its variants: {', '.join(present)})"
+    return [Problem(src.line_of(("baseline",)), ("baseline",), message)]
 
 
 def _model_loc(data: dict, model: str) -> tuple:
@@ -672,5 +734,6 @@ def _case(spec: SuiteFile, framework, model, batch_size, device, mode, variant) 
         input_shape=tuple(shape),
         threads=merged.get("threads"),
         optimizer=merged.get("optimizer", "adam"),
+        devices=merged.get("devices", 1),
         settings=Settings(**{k: v for k, v in merged.items() if k in _SETTINGS_FIELDS}),
     )

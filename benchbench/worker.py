@@ -52,6 +52,17 @@ def _profile(case: Case, backend, prepared, trace_dir) -> dict:
         return {"available": False, "reason": f"profiler failed: {_one_line(e)}"}
 
 
+def _fidelity(prepared) -> dict:
+    """Outputs vs the fp32 reference (after the timed window); its failure never fails the case."""
+    if prepared.fidelity is None:
+        return {"available": False, "reason": "fidelity is not implemented for this backend yet"}
+    try:
+        return prepared.fidelity()
+    except Exception as e:
+        traceback.print_exc()
+        return {"available": False, "reason": f"fidelity check failed: {_one_line(e)}"}
+
+
 def run(case: Case, trace_dir: str | None = None) -> Record:
     from benchbench import backends
     from benchbench.backends.base import Skip
@@ -62,22 +73,29 @@ def run(case: Case, trace_dir: str | None = None) -> Record:
     rec = Record(case=case.to_dict(), status="failed", started_at=utc_now())
     try:
         backend = backends.get(case.framework)
-        prepared = backend.prepare(case)
+        if case.data is not None:  # a real input pipeline (benchbench.data)
+            from benchbench.data import hook as data_hook
+
+            prepared = data_hook.prepare(case, backend)
+        else:
+            prepared = backend.prepare(case)
         rec.runtime = prepared.runtime
         rec.cold_start = dict(prepared.cold_start)
         prepared.reset_peak_memory()
         with Telemetry.for_case(case, prepared.runtime) as tel:
             tel.idle_baseline()
-            with prepared.context():
-                with tel.window() as clock:  # sampler on just before measure(), off (finally) after
-                    timing = measure(prepared.step, case.settings, clock=clock)
-            rec.telemetry, rec.energy = tel.report(case.batch_size * timing.iterations, timing.timed_wall_s)
+            with prepared.context():  # the sampler runs over the timed window only (not warm-up)
+                timing = measure(prepared.step, case.settings, clock=tel.edge_clock(), timed_window=tel.sampling)
+            rec.telemetry, rec.energy = tel.report(case.batch_size * case.devices * timing.iterations, timing.timed_wall_s)
         rec.memory = {**host_memory(), **prepared.device_memory()}
         rec.samples = timing.samples
         rec.timing = timing.to_dict()
         rec.cold_start["first_iter_s"] = timing.first_iter_s
-        rec.stats = summarize(timing.samples, case.batch_size).to_dict()
+        rec.stats = summarize(timing.samples, case.batch_size * case.devices).to_dict()
         rec.model = prepared.model_facts()
+        rec.fidelity = _fidelity(prepared)
+        if case.data is not None:  # loader-only and model-only rates, after the timed window; the bound
+            rec.pipeline = prepared.pipeline_report(rec.stats)
         if case.settings.profile:
             rec.runtime["profile"] = _profile(case, backend, prepared, trace_dir)
         rec.status = "ok"
@@ -103,7 +121,12 @@ def main(argv: list[str]) -> int:
     print(f"benchbench worker pid {os.getpid()}: {case.label} ({case.case_id})", flush=True)
     work = os.path.dirname(os.path.abspath(result_path))  # the runner's <run dir>/.work
     trace_dir = os.path.join(os.path.dirname(work), "profiles") if os.path.basename(work) == ".work" else work
-    record = run(case, trace_dir)
+    if case.devices > 1:  # data-parallel (devices: N): torchrun ranks / MirroredStrategy
+        from benchbench import distributed
+
+        record = distributed.run(case, trace_dir)
+    else:
+        record = run(case, trace_dir)
     write_json(result_path, record.to_dict())
     return 0
 

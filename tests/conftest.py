@@ -34,3 +34,11 @@ def run_dir_of(out: Path) -> Path:
     dirs = [p for p in out.glob("*/*") if p.is_dir()]
     assert len(dirs) == 1, dirs
     return dirs[0]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item):
+    """TensorFlow and torchvision in one process crash here, so TensorFlow only ever runs in
+    subprocesses: a test that imports it into the pytest process is an error."""
+    if "tensorflow" in sys.modules:
+        raise RuntimeError(f"{item.nodeid} imported tensorflow into the pytest process: run it in a subprocess")

@@ -329,3 +329,89 @@ def test_p_values_from_a_few_runs_get_heavier_tails():
     assert compare.t_as_z(0.0, 10) == 0.0
     assert compare.t_as_z(3.0, 10) < 3.0 and compare.t_as_z(-3.0, 10) == -compare.t_as_z(3.0, 10)
     assert compare.t_as_z(3.0, 1e6) == pytest.approx(3.0, rel=1e-3)
+
+
+# --- energy, change points, the history report, exports ------------------------------------
+
+def _with_energy(r: Record, j: float) -> Record:
+    r.energy = {"primary": "rapl", "rapl": {"j_per_sample": j}}
+    return r
+
+
+def test_check_gates_energy_per_sample_where_records_have_it(tmp_path):
+    s = st.Store(f"sqlite:///{tmp_path / 'e.db'}")
+    calm = [1.0, 1.003, 0.997, 1.002, 0.998, 1.004, 0.996, 1.001, 0.999, 1.0, 1.002, 0.998]
+    for day, f in enumerate(calm + [1.0, 1.0, 1.0], 1):
+        tail = day > len(calm)
+        s.add_run(run(f"n{day:02d}", [_with_energy(record("seed_mlp"), 0.5 * f * (1.2 if tail else 1.0)),
+                                      record("seed_cnn")], day))
+    v = _gate(s)
+    assert v[("seed_mlp", "energy_per_sample")] == "regressed"  # +20% joules per sample, 3 nights
+    assert v[("seed_mlp", "throughput")] == "unchanged"
+    assert ("seed_cnn", "energy_per_sample") not in v  # not measured there: no row
+    s.close()
+
+
+def test_change_points_find_a_step_and_nothing_in_a_flat_or_short_series():
+    from benchbench import changepoints
+
+    noise = [1.0, 1.02, 0.98, 1.01, 0.99, 1.03, 0.97, 1.0, 1.02, 0.98]
+    series = [0.01 * f for f in noise * 2] + [0.012 * f for f in noise * 2]  # latency +20% at run 20
+    (cp,) = changepoints.detect(series, False, [f"r{i}" for i in range(40)], [f"c{i:07d}" for i in range(40)])
+    assert cp.index == 20 and cp.run_id == "r20" and cp.commit == "c0000020" and cp.worse
+    assert cp.ratio == pytest.approx(1.2, rel=0.02)
+    (cp,) = changepoints.detect([1 / v for v in series], True)  # the same as a throughput: worse too
+    assert cp.worse and cp.ratio == pytest.approx(1 / 1.2, rel=0.02)
+    assert changepoints.detect([0.01 * f for f in noise * 4], False) == []
+    assert changepoints.detect([0.01 * f for f in noise * 3] + [0.03] + [0.01 * f for f in noise], False) == []
+    assert changepoints.detect([1.0, 2.0, 2.0, 2.0, 1.0], False) == []  # shorter than two segments
+    assert changepoints.penalty(40, 0.05) == pytest.approx(2 * 0.05 * math.log(40))
+
+
+def test_history_reports_change_points_alerts_and_writes_the_trend_report(tmp_path, capsys):
+    s = _gate_store(tmp_path, [1.25] * 8)  # seed_mlp 25% slower from night 13 on
+    s.close()
+    out = tmp_path / "history.html"
+    assert cli.main(["history", "--store", s.url, "--case", "seed_mlp", "--json", "--report", str(out)]) == 0
+    (h,) = json.loads(capsys.readouterr().out)
+    (cp,) = h["change_points"]
+    assert cp["index"] == 12 and cp["run_id"] == "n13" and cp["worse"] and cp["ratio"] == pytest.approx(0.8, rel=0.01)
+    assert h["alerts"] and min(h["alerts"]) == 13  # the second slow night: persistence 2/3
+    assert h["commits"][0] == "c0ffee0000" and len(h["created_at"]) == 20
+    page = out.read_text()
+    assert "change points: ×0.800 (worse) from c0ffee0000" in page  # the note above the figure
+    assert "0.800 at c0ffee0000" in page and "gate alert" in page and "Plotly" in page  # in the figure
+    assert cli.main(["history", "--store", s.url, "--case", "seed_mlp"]) == 0
+    assert "×0.800 at c0ffee0000" in capsys.readouterr().out
+
+
+def test_store_export_pytest_benchmark_parquet_and_energy(tmp_path, capsys):
+    d = run_dir(tmp_path, "base", [_with_energy(record("seed_mlp", median=0.01), 0.25), failed("seed_cnn")])
+    assert cli.main(["store", "export", str(d), "--format", "pytest-benchmark"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    (b,) = data["benchmarks"]
+    r = record("seed_mlp", median=0.01)
+    assert b["name"] == "torch/seed_mlp/bs1/cpu/inference/fp32" and b["stats"]["rounds"] == len(r.samples)
+    assert b["stats"]["median"] == pytest.approx(r.stats["median"]) and b["stats"]["min"] == min(r.samples)
+    assert b["stats"]["ops"] == pytest.approx(1 / (sum(r.samples) / len(r.samples)))
+    assert data["commit_info"]["id"] == "c0ffee0000" and data["machine_info"]["node"] == "h1"
+    assert cli.main(["store", "export", str(d), "--format", "github-smaller"]) == 0
+    assert [e["unit"] for e in json.loads(capsys.readouterr().out)] == ["ms", "MiB", "J"]
+    pytest.importorskip("pyarrow", reason="parquet export needs pyarrow")
+    import pandas as pd
+
+    pq = tmp_path / "run.parquet"
+    assert cli.main(["store", "export", str(d), "--format", "parquet", "-o", str(pq)]) == 0
+    df = pd.read_parquet(pq)
+    assert list(df["status"]) == ["ok", "failed"] and set(df["run_id"]) == {"base"}
+
+
+def test_confirm_mode_screen_nominates_noisy_series_the_confirm_then_decides():
+    noisy_step = compare.Screen(baseline=1.0, change=0.10, p=0.08, persistent=0, mdc=0.14, worse_runs=2)
+    noisy_flat = compare.Screen(baseline=1.0, change=0.01, p=0.4, persistent=0, mdc=0.14, worse_runs=0)
+    once = compare.Screen(baseline=1.0, change=0.10, p=0.08, persistent=0, mdc=0.02, worse_runs=1)
+    # without the confirm a 10% step in a series that can only see 14% is "too noisy"
+    assert compare.decide([noisy_step, noisy_flat], 0.05, 2, 0.05) == ["too noisy", "too noisy"]
+    # with it, the step is nominated (ab re-measures it); the flat series still says too noisy
+    assert compare.decide([noisy_step, noisy_flat, once], 0.05, 2, 0.05, confirm=True) == [
+        "regressed", "too noisy", "unchanged"]

@@ -3,7 +3,9 @@ samples/$), on hand-made records; model FLOPs against torchvision's published fi
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -244,8 +246,10 @@ def test_hardware_module_imports_no_framework():
 # --- model FLOPs vs published torchvision figures ---------------------------------------------------
 
 # torchvision's model docs list "GFLOPS" that are multiply-accumulates: resnet50 4.09,
-# mobilenet_v2 0.30, resnet18 1.81 per 224×224 image. benchbench counts FLOPs = 2 × MACs.
-PUBLISHED_GMACS = {"resnet50": 4.09, "mobilenet_v2": 0.30, "resnet18": 1.81}
+# mobilenet_v2 0.30, resnet18 1.81, vit_b_16 17.56 per 224×224 image. benchbench counts
+# FLOPs = 2 × MACs. vit_b_16 checks that attention is counted: nn.MultiheadAttention's
+# inference fast path and CPU's fused attention kernel are invisible to FlopCounterMode.
+PUBLISHED_GMACS = {"resnet50": 4.09, "mobilenet_v2": 0.30, "resnet18": 1.81, "vit_b_16": 17.56}
 
 
 @pytest.mark.slow
@@ -255,14 +259,44 @@ def test_model_flops_match_torchvision_published():
         "import json, torch, torchvision\n"
         "from benchbench.backends.torch import _flops_per_sample\n"
         f"names = {sorted(PUBLISHED_GMACS)!r}\n"
-        "print(json.dumps({n: _flops_per_sample(getattr(torchvision.models, n)().eval(), "
-        "torch.randn(1, 3, 224, 224)) for n in names}))\n"
+        "flops = {n: _flops_per_sample(getattr(torchvision.models, n)().eval(), "
+        "torch.randn(1, 3, 224, 224)) for n in names}\n"
+        "print(json.dumps({**flops, 'fastpath_after': torch.backends.mha.get_fastpath_enabled()}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     flops = json.loads(out.stdout.strip().splitlines()[-1])
+    assert flops["fastpath_after"] is True  # the counter restores the MHA fast path it turned off
     for name, gmacs in PUBLISHED_GMACS.items():
         assert flops[name] == pytest.approx(2 * gmacs * 1e9, rel=0.02), name
+
+
+# Keras applications against their papers' multiply-adds per 224×224 image: ResNet50 (v1)
+# 3.8 × 10⁹ (He et al. 2016, table 1), MobileNetV2 300 M (Sandler et al. 2018, table 3).
+# keras.io's application table lists no FLOPs. The count is of the frozen tf.function graph.
+KERAS_PUBLISHED_GMACS = {"resnet50": 3.8, "mobilenet_v2": 0.30}
+
+
+@pytest.mark.slow
+def test_keras_model_flops_match_published():
+    if importlib.util.find_spec("tensorflow") is None:  # never imported here: TF + torchvision crash
+        pytest.skip("tensorflow is not installed")
+    code = (
+        "import json\n"
+        "from benchbench.backends import tensorflow as backend\n"
+        "from benchbench.models import keras_models\n"
+        f"names = {sorted(KERAS_PUBLISHED_GMACS)!r}\n"
+        "print(json.dumps({n: backend._flops_per_sample(keras_models.build(n, [3, 224, 224]), (224, 224, 3)) "
+        "for n in names}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    for name, gmacs in KERAS_PUBLISHED_GMACS.items():
+        flops, note = got[name]
+        assert flops == pytest.approx(2 * gmacs * 1e9, rel=0.02), name
+        assert "2 × multiply-accumulates" in note
 
 
 # --- the report's hardware section ------------------------------------------------------------------
@@ -367,3 +401,80 @@ def test_records_match_only_their_kind_of_device(catalogue):
     assert spec.id == "google-tpu-v5e"
     spec, why = hw.resolve(tpu, catalogue, {})
     assert spec is None and "no device name" in why
+
+
+# --- a suite's own catalogue (top-level catalogue:) ------------------------------------------------
+
+MY_CAT = ("devices:\n"
+          "  - id: my-npu\n    name: My NPU\n    kind: gpu\n    match: ['My NPU']\n    peak_tflops: {bf16: 100}\n")
+SUITE_WITH_CAT = "name: c\nmatrix: {{model: [seed_mlp], batch_size: [1]}}\ncatalogue: {cat}\n"
+
+
+def test_suite_catalogue_is_resolved_next_to_the_suite_and_kept_with_the_run(tmp_path):
+    from benchbench import suite_catalogue
+    from benchbench.suite import load_suite
+
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "cats" / "mine.yaml").write_text(MY_CAT)
+    suite_file = tmp_path / "s.yaml"
+    suite_file.write_text(SUITE_WITH_CAT.format(cat="cats/mine.yaml"))
+    suite = load_suite(suite_file)
+    assert suite.catalogue == (str((tmp_path / "cats" / "mine.yaml").resolve()),)
+    run = tmp_path / "run"
+    run.mkdir()
+    copy = suite_catalogue.save(suite.catalogue, run)
+    assert suite_catalogue.run_files([run, tmp_path]) == [copy]
+    by_id = {d.id: d for d in hw.load_catalogue(suite_catalogue.run_files([run]), env={})}
+    assert by_id["my-npu"].peak_flops["bf16"] == 100e12 and "nvidia-h100-sxm" in by_id  # merged over the built-in
+    # --resume loads the run's own suite.yaml copy: the run's catalogue copy stands in for the file
+    (run / "suite.yaml").write_text(suite.text)
+    (run / "run.json").write_text("{}")
+    assert load_suite(run / "suite.yaml").catalogue == (str(copy.resolve()),)
+    assert load_suite(tmp_path / "s.yaml").catalogue != ()  # a list works too:
+    suite_file.write_text(SUITE_WITH_CAT.format(cat="[cats/mine.yaml]"))
+    assert len(load_suite(suite_file).catalogue) == 1
+
+
+@pytest.mark.parametrize("cat,text,message", [
+    ("none.yaml", None, "s.yaml:3: catalogue: device catalogue file 'none.yaml' not found"),
+    ("bad.yaml", MY_CAT.replace("bf16", "fp8"), "s.yaml:3: catalogue: {dir}/bad.yaml:2: device 'my-npu': "
+                                                "peak_tflops: unknown precision(s) ['fp8']"),
+    ("bad.yaml", MY_CAT + "  - {id: x, name: X, match: ['('], peak_tflops: {}}\n",
+     "s.yaml:3: catalogue: {dir}/bad.yaml:7: device 'x': match '(' is not a regular expression"),
+    ("bad.yaml", "devices:\n  - id: a\n    id: b\n", "s.yaml:3: catalogue: {dir}/bad.yaml:3: duplicate key"),
+    ("bad.yaml", "devices: [\n", "s.yaml:3: catalogue: {dir}/bad.yaml:2: not a valid device catalogue"),
+])  # fmt: skip
+def test_suite_catalogue_mistakes_name_both_files_and_lines(tmp_path, cat, text, message):
+    from benchbench.cli import main
+
+    if text is not None:
+        (tmp_path / cat).write_text(text)
+    (tmp_path / "s.yaml").write_text(SUITE_WITH_CAT.format(cat=cat))
+    with pytest.raises(UserError) as e:
+        from benchbench.suite import load_suite
+
+        load_suite(tmp_path / "s.yaml")
+    line = next(p for p in e.value.problems if "catalogue" in p)
+    assert line.startswith(str(tmp_path / "s.yaml")) and message.format(dir=tmp_path.resolve()) in line, line
+    assert main(["validate", str(tmp_path / "s.yaml")]) == 2
+
+
+def test_run_catalogue_reaches_the_hardware_report(tmp_path):
+    pytest.importorskip("plotly")
+    from benchbench import suite_catalogue
+    from benchbench.cli import main
+
+    run = _run_dir(tmp_path / "a", "box-a", "My NPU v2", 1000.0)
+    cat = tmp_path / "mine.yaml"
+    cat.write_text(MY_CAT)
+    suite_catalogue.save([str(cat)], run)
+    out = tmp_path / "r.html"
+    assert main(["report", str(run), "-o", str(out), "--hardware"]) == 0
+    text = out.read_text()
+    assert "My NPU" in text and "not in the device catalogue" not in text
+
+
+def test_catalogue_ships_in_the_data_package():
+    from importlib import resources
+
+    assert resources.files("benchbench.data").joinpath("devices.yaml").is_file()

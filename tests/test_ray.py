@@ -52,6 +52,17 @@ def kill_parent_once(input_shape=None):
         marker.write_text("killed once")
         kill_parent()
     return nn.Sequential(nn.Linear(10, 10))
+
+
+def slow(input_shape=None):
+    """Builds for two minutes; leaves its pid in slow_pids/ so the test can see it end."""
+    import time
+
+    pids = Path(__file__).parent / "slow_pids"
+    pids.mkdir(exist_ok=True)
+    (pids / str(os.getpid())).write_text("")
+    time.sleep(120)
+    return nn.Sequential(nn.Linear(10, 10))
 '''
 
 SUITE = """\
@@ -141,9 +152,9 @@ def raydir(workdir):
     return workdir
 
 
-def suite(path, name, models, batch_sizes=(1,)):
+def suite(path, name, models, batch_sizes=(1,), extra=""):
     text = SUITE.format(name=name, models=json.dumps(list(models)), batch_sizes=json.dumps(list(batch_sizes)))
-    return write(path / f"{name}.yaml", text)
+    return write(path / f"{name}.yaml", text + extra)
 
 
 def records(out):
@@ -181,18 +192,24 @@ def test_a_worker_killed_mid_case_is_a_failed_record_and_the_rest_complete(clust
     assert "not retried" in lost.reason and "\n" not in lost.reason
 
 
-def test_retry_lost_and_placement_by_a_custom_resource_on_a_second_node(cluster, raydir):
+def test_retry_lost_and_placement_by_a_per_case_resource_on_a_second_node(cluster, raydir):
     cluster.ray_start("--address", ADDRESS, "--num-cpus", "1", "--resources", '{"special": 1}',
                       "--dashboard-agent-listen-port", "0")
-    s = suite(raydir, "once", ["ray_models:kill_parent_once"])
+    # the suite's per-model resources: only the second node offers "special"
+    s = suite(raydir, "once", ["ray_models:kill_parent_once"],
+              extra='models:\n  "ray_models:kill_parent_once": {resources: {custom: {special: 1}}}\n')
     proc = cluster.bb("run", s, "--out", raydir / "out", "--executor", "ray", "--address", ADDRESS,
-                      "--retry-lost", "--ray-resources", '{"special": 1}', cwd=raydir)
+                      "--retry-lost", cwd=raydir)
     assert proc.returncode == 0, proc.stderr
     assert (raydir / "ray_models.killed").exists()  # the first attempt was lost
     [rec] = records(raydir / "out")
     assert rec.status == "ok", rec.reason
     assert rec.runtime["node"]["ray_node_resources"].get("special") == 1  # placed on the second node
     assert rec.runtime["node"]["ray_node_resources"].get("CPU") == 1
+    assert rec.runtime["ray_request"]["resources"] == {"special": 1}
+    assert rec.runtime["attempts"] == 2  # the record says it took a retry, and why
+    [lost] = rec.runtime["lost_attempts"]
+    assert lost.startswith("lost on the Ray cluster: WorkerCrashedError")
 
 
 def test_ray_options_are_checked_before_anything_runs(workdir):
@@ -202,3 +219,75 @@ def test_ray_options_are_checked_before_anything_runs(workdir):
     alone = bb("run", s, "--out", workdir / "out", "--retry-lost", cwd=workdir)
     assert alone.returncode == 2 and "need --executor ray" in alone.stderr
     assert not (workdir / "out").exists()
+
+
+def test_ctrl_c_cancels_what_remains_and_keeps_what_finished(cluster, raydir):
+    s = suite(raydir, "intr", ["seed_mlp", "ray_models:slow"], [1, 2],
+              extra="exclude:\n  - {model: seed_mlp, batch_size: 2}\n")
+    out = raydir / "out"
+    err_path = raydir / "stderr.txt"  # a file, not a pipe: Ray's warnings could fill a pipe nobody reads yet
+    with open(err_path, "w") as err:
+        nsenter = subprocess.Popen([*cluster.enter(raydir), sys.executable, "-X", "faulthandler", "-m", "benchbench",
+                                    "run", str(s), "--out", str(out), "--executor", "ray", "--address", ADDRESS],
+                                   stdout=subprocess.DEVNULL, stderr=err, text=True, env=cluster.env)
+    try:
+        deadline = time.monotonic() + 180
+        jsonl = None
+        while time.monotonic() < deadline:  # the fast case has a record: interrupt the rest
+            found = list(out.glob("*/*/results.jsonl"))
+            if found and found[0].read_text().strip() and len(list((raydir / "slow_pids").glob("*"))) >= 1:
+                jsonl = found[0]
+                break
+            assert nsenter.poll() is None, err_path.read_text()
+            time.sleep(0.2)
+        assert jsonl is not None, "the fast case never finished"
+        [cli] = [p for p in psutil.Process(nsenter.pid).children(recursive=True)
+                 if "benchbench" in " ".join(p.cmdline())]
+        cli.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends
+        try:
+            code = nsenter.wait(timeout=150)
+        except subprocess.TimeoutExpired:  # show where it hangs: faulthandler dumps every thread on SIGABRT
+            cli.send_signal(signal.SIGABRT)
+            nsenter.wait(timeout=30)
+            pytest.fail(f"no exit 150 s after SIGINT:\n{err_path.read_text()[-6000:]}")
+    finally:
+        if nsenter.poll() is None:
+            nsenter.kill()
+    stderr = err_path.read_text()
+    assert code == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    run_dir = jsonl.parent
+    recs = results.read_records(run_dir)
+    assert [(r.case["model"], r.status) for r in recs] == [("seed_mlp", "ok")]  # what finished is kept
+    info = json.loads((run_dir / "run.json").read_text())
+    slow_ids = [c for c in info["planned"] if c != recs[0].case_id]
+    assert info["status"] == "incomplete" and sorted(info["missing"]) == sorted(slow_ids) and len(slow_ids) == 2
+    deadline = time.monotonic() + 30  # the slow workers that had started are killed, not left running
+    pids = [int(p.name) for p in (raydir / "slow_pids").glob("*")]
+    def alive(pid):
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    while any(alive(p) for p in pids):
+        assert time.monotonic() < deadline, f"slow workers still running: {pids}"
+        time.sleep(0.2)
+
+
+def test_resources_a_case_asks_ray_for():
+    from dataclasses import replace
+
+    from benchbench.case import Case, Settings
+    from benchbench.executors.ray import case_resources, whole_node_cpus
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 8.0}}, {"Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}},
+             {"Alive": False, "Resources": {"CPU": 1.0}}]
+    assert whole_node_cpus(nodes) == 4.0
+    cpu = Case("torch", "seed_mlp", 1, "cpu", "inference", "fp32", (10,))
+    assert case_resources(cpu, None, whole_node_cpus(nodes))["num_cpus"] == 4.0  # threads: all → a whole node
+    assert case_resources(replace(cpu, threads=2, devices=2))["num_cpus"] == 4  # per rank
+    gpu = replace(cpu, device="cuda", devices=2, settings=Settings(
+        resources={"num_cpus": 3, "accelerator_type": "A100", "custom": {"tpu_host": 1}}))
+    assert case_resources(gpu, {"special": 1}) == {
+        "num_cpus": 3, "num_gpus": 2, "resources": {"accelerator_type:A100": 0.001, "tpu_host": 1, "special": 1}}

@@ -125,8 +125,26 @@ def test_a_newer_store_schema_is_refused_with_what_to_do(url):
     with s.engine.begin() as c:
         c.exec_driver_sql(f"UPDATE schema_version SET version = {st.STORE_SCHEMA_VERSION + 1}")
     s.close()
-    with pytest.raises(UserError, match=r"schema version 2 is newer than this benchbench understands \(1\): upgrade"):
+    with pytest.raises(UserError, match=r"schema version 3 is newer than this benchbench understands \(2\): upgrade"):
         st.Store(url)
+
+
+def test_a_schema_1_store_is_migrated_and_its_energy_filled_in(url):
+    s = st.Store(url)
+    r = record()
+    r.energy = {"primary": "rapl", "rapl": {"j_per_sample": 0.25}}
+    s.add_run(run("r1", [r, record("seed_cnn")]))
+    with s.engine.begin() as c:  # back to what benchbench with schema 1 wrote
+        c.exec_driver_sql("ALTER TABLE records DROP COLUMN energy_j_per_sample")
+        c.exec_driver_sql("UPDATE schema_version SET version = 1")
+    s.close()
+    s = st.Store(url)
+    with s.engine.connect() as c:
+        assert c.exec_driver_sql("SELECT version FROM schema_version").scalars().all() == [2]
+        got = c.exec_driver_sql("SELECT label, energy_j_per_sample FROM records ORDER BY label").all()
+    assert [tuple(x) for x in got] == [("torch/seed_cnn/bs1/cpu/inference/fp32", None),
+                                       ("torch/seed_mlp/bs1/cpu/inference/fp32", 0.25)]
+    s.close()
 
 
 def test_sqlite_store_uses_wal_and_the_default_path(tmp_path, monkeypatch):
@@ -187,6 +205,24 @@ def test_references_latest_offsets_prefixes_and_commits(url):
         s.resolve("nope")
     with pytest.raises(UserError, match="only 2 runs"):
         s.resolve("latest~2")
+    s.close()
+
+
+def test_series_many_returns_what_series_returns_one_by_one(url):
+    s = st.Store(url)
+    for d in range(1, 13):  # seed_mlp every night, seed_cnn on 3 nights only, seed_cnn4 on a new torch from night 7
+        recs = [record("seed_mlp", median=0.01 * (1 + d / 100))]
+        if d % 4 == 0:
+            recs.append(record("seed_cnn"))
+        recs.append(record("seed_cnn4", torch="2.5.0" if d >= 7 else "2.4.0"))
+        s.add_run(run(f"r{d:02d}", recs, f"2026-01-{d:02d}"))
+    last = s.load_run("r12")
+    keys = [(r.case_id, last.fingerprint_of(r)) for r in last.records]
+    for kw in ({"until": "2026-01-12", "limit": 4}, {"before": "2026-01-12", "exclude": ("r12",), "limit": 5},
+               {"until": "2026-01-09", "limit": 2}):
+        many = s.series_many(keys, **kw)
+        assert many == {k: s.series(*k, **kw) for k in keys}, kw
+    assert [h["run_id"] for h in s.series_many(keys, until="2026-01-12", limit=4)[keys[1]]] == ["r04", "r08", "r12"]
     s.close()
 
 

@@ -54,14 +54,15 @@ MALFORMED = [
             "s.yaml:1: matrix: required key missing: what to measure (model:, batch_size:, "
             "and optionally device:, mode:, …)",
             "s.yaml:2: matirx: unknown key 'matirx'; did you mean 'matrix'? "
-            "(allowed: name, description, matrix, include, exclude, defaults, models)",
+            "(allowed: name, description, baseline, matrix, include, exclude, defaults, models, catalogue)",
         ],
     ),
     (
         "unknown axis",
         GOOD + "  devices: [cpu]\n",
         [
-            "s.yaml:5: matrix.devices: unknown key 'devices'; did you mean 'device'? "
+            "s.yaml:5: matrix.devices: unknown key 'devices'; did you mean 'device'? ('devices: N', the "
+            "data-parallel device count, is a setting under defaults: or models: NAME:) "
             "(allowed: framework, model, batch_size, device, mode, variant)"
         ],
     ),
@@ -105,13 +106,13 @@ MALFORMED = [
         GOOD + "  mode: training\n",
         [
             "s.yaml:5: matrix.mode: unknown mode 'training'; did you mean 'train'? "
-            "(allowed: inference, train)"
+            "(allowed: inference, train, data)"
         ],
     ),
     (
         "unknown variant",
         GOOD + "  variant: [fp32, int4]\n",
-        ["s.yaml:5: matrix.variant[1]: unknown variant 'int4' (allowed: fp32, eager, xla)"],
+        ["s.yaml:5: matrix.variant[1]: unknown variant 'int4' (run `benchbench list variants` to see them)"],
     ),
     (
         "unknown framework",
@@ -373,7 +374,7 @@ MALFORMED = [
         [
             "s.yaml:4: matrix.batch_size[0]: must be >= 1, got 0",
             "s.yaml:5: matrix.mode[1]: unknown mode 'trian'; did you mean 'train'? "
-            "(allowed: inference, train)",
+            "(allowed: inference, train, data)",
             "s.yaml:7: defaults.min_time: must be >= 0, got -1",
         ],
     ),

@@ -25,6 +25,12 @@ class Prepared:
     device_memory: Callable[[], dict]  # after the timed window: peaks in bytes, or None + reason
     model_facts: Callable[[], dict]  # params, FLOPs, serialized size; run after timing
     context: Callable[[], ContextManager] = field(default=contextlib.nullcontext)
+    # outputs vs the fp32 reference on a fixed seeded batch (benchbench.variants.fidelity), or
+    # {"available": False, "reason": ...}; called after the timed window, never inside it
+    fidelity: Callable[[], dict] | None = None
+    # (x, y): the device tensors ``step`` reads (y: train targets, else None), which a real
+    # input pipeline (benchbench.data) copies each batch into; None where a backend cannot
+    inputs: tuple | None = None
 
 
 class Backend(Protocol):

@@ -8,6 +8,7 @@ reader of the records should know:
   ``runtime.input_shape`` is the NHWC shape actually fed and ``runtime.data_layout`` says so.
 * Execution: the ``fp32`` variant runs a compiled ``tf.function`` (TensorFlow's normal
   graph mode); ``eager`` calls Keras op by op; ``xla`` is ``tf.function(jit_compile=True)``.
+  Precision, TensorFlow Lite, pruning and transfer variants: ``benchbench.variants.tf_variants``.
 * Threads: intra-op = the case's threads (default every usable core), inter-op = PyTorch's
   default count capped at intra-op, both set before TensorFlow's runtime starts.
 """
@@ -346,6 +347,12 @@ def _tpu_strategy():
 class TensorFlowBackend:
     name = "tensorflow"
 
+    def profile(self, prepared: Prepared, trace_path) -> dict:
+        from benchbench.backends import tf_profile  # the window, the op table and the trace
+
+        with prepared.context():
+            return tf_profile.profile_window(prepared.step, prepared.runtime.get("device_type", "cpu"), trace_path)
+
     def probe(self) -> dict:
         return {
             "framework": "tensorflow",
@@ -365,6 +372,10 @@ class TensorFlowBackend:
     def _device(self, case: Case) -> _Device:
         """Resolve the device and make only it visible: before the runtime starts."""
         kind, _, index = case.device.partition(":")
+        if case.devices > 1:  # data-parallel: a MirroredStrategy (benchbench.distributed)
+            from benchbench.distributed import tf_device
+
+            return tf_device(case, _Device)
         gpus = tf.config.list_physical_devices("GPU")
         if kind == "cpu":
             if gpus:  # a CPU case neither starts nor holds memory on the GPUs
@@ -391,11 +402,13 @@ class TensorFlowBackend:
         raise Skip(f"device {case.device!r} is not supported by the tensorflow backend")
 
     def prepare(self, case: Case) -> Prepared:
-        if case.variant not in VARIANTS:
-            raise Skip(f"variant {case.variant!r} is not implemented for tensorflow")
+        from benchbench.variants import tf_variants  # precision, TFLite, pruning, transfer
+
+        variant = tf_variants.resolve(case)  # Skip where tensorflow cannot run it
         set_threads(*thread_counts(case.threads))  # before anything below starts the runtime
         device = self._device(case)
-        math_modes = _set_fp32_math(case.variant)
+        variant.check_device(device.kind)
+        math_modes = _set_fp32_math(variant.base)
         keras.utils.set_random_seed(case.settings.seed)
         rng = np.random.default_rng(case.settings.seed)
         shape = keras_models.keras_input_shape(case.input_shape)
@@ -408,10 +421,13 @@ class TensorFlowBackend:
                 model(x_host[:1], training=False)
         device.sync()
         build_s = time.perf_counter() - t0
+        with device.scope():  # the same seeded weights, cast / pruned / frozen / converted
+            model = variant.apply(model, lambda: keras_models.build(case.model, case.input_shape), x_host)
 
         with device.scope():
             # inputs already on the device (on a TPU: a variable in the strategy's scope)
-            x = tf.Variable(x_host, trainable=False) if device.strategy else tf.identity(x_host)
+            real_data = case.data is not None  # a data: pipeline assigns each batch to the variable
+            x = tf.Variable(x_host, trainable=False) if device.strategy or real_data else tf.identity(x_host)
 
         runtime = {
             "framework": "tensorflow",
@@ -439,11 +455,15 @@ class TensorFlowBackend:
         elif device.kind == "tpu":
             runtime["device_name"] = "TPU"
             runtime["tpu_replicas"] = device.strategy.num_replicas_in_sync
-        jit = case.variant == "xla"
-        compiled = case.variant != "eager"
+        variant.annotate(runtime)
+        jit = variant.base == "xla"
+        compiled = variant.base != "eager"
 
         def run_on_device(fn, *args):
-            return device.strategy.run(fn, args=args) if device.strategy else fn(*args)
+            if device.strategy is None:
+                return fn(*args)
+            out = device.strategy.run(fn, args=args)  # devices: N: sum the replicas' values
+            return device.strategy.reduce("SUM", out, axis=None) if case.devices > 1 else out
 
         if case.mode == "inference":
 
@@ -460,11 +480,12 @@ class TensorFlowBackend:
             with device.scope():
                 out_shape = (case.batch_size, *model(x_host[:1], training=False).shape[1:])
                 y_host = make_targets(out_shape, rng)
-                y = tf.Variable(y_host, trainable=False) if device.strategy else tf.identity(y_host)
+                y = tf.Variable(y_host, trainable=False) if device.strategy or real_data else tf.identity(y_host)
                 if case.optimizer == "sgd":
                     opt = keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9)
                 else:
                     opt = keras.optimizers.Adam(learning_rate=1e-3)
+                opt = variant.wrap_optimizer(opt)
                 opt.build(model.trainable_variables)
             runtime["loss"] = loss_name
             runtime["optimizer"] = type(opt).__name__
@@ -472,7 +493,8 @@ class TensorFlowBackend:
             def train_step(inputs, targets):
                 with tf.GradientTape() as tape:
                     loss = loss_fn(targets, model(inputs, training=True))
-                grads = tape.gradient(loss, model.trainable_variables)
+                    scaled = opt.scale_loss(loss)  # float16: × the loss scale (LossScaleOptimizer); else loss
+                grads = tape.gradient(scaled, model.trainable_variables)  # apply_gradients unscales
                 opt.apply_gradients(zip(grads, model.trainable_variables))
                 return loss
 
@@ -549,14 +571,17 @@ class TensorFlowBackend:
         if compiled:
             cold_start["compile_note"] = "tf.function tracing" + (
                 "; XLA compiles in the first iteration (first_iter_s)" if jit else "")
+        cold_start.update(variant.cold_start)  # variant_s; TFLite: conversion as compile_s
         return Prepared(
-            step=step,
+            step=variant.step or step,  # TFLite: the interpreter's set_tensor + invoke + get_tensor
             cold_start=cold_start,
             runtime=runtime,
             reset_peak_memory=reset_peak,
             device_memory=device_memory,
-            model_facts=model_facts,
+            model_facts=lambda: variant.model_facts(model_facts()),
             context=device.scope,
+            fidelity=variant.fidelity,
+            inputs=None if variant.step else (x, y if case.mode == "train" else None),  # data: pipelines
         )
 
 

@@ -16,7 +16,8 @@ from benchbench.models import torch_models
 
 FLOPS_NOTE = (
     "forward pass per sample; FLOPs = 2 × multiply-accumulates; counted by "
-    "torch.utils.flop_counter.FlopCounterMode (convolutions and matmuls)"
+    "torch.utils.flop_counter.FlopCounterMode (convolutions and matmuls, attention's included: "
+    "counted with the fused attention kernels off)"
 )
 
 
@@ -113,11 +114,21 @@ def _serialized_bytes(model: torch.nn.Module) -> int:
 
 
 def _flops_per_sample(model, x_one) -> int:
+    """Attention counted too: FlopCounterMode sees neither nn.MultiheadAttention's fused
+    inference fast path (``_native_multi_head_attention``: vit_b_16 would lose its in/out
+    projections, 11.27 instead of 17.56 GMACs) nor CPU's fused scaled-dot-product kernel,
+    so both run as their plain matmuls while counting; the fast-path switch is restored."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(x_one)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]), counter:
+            model(x_one)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     return int(counter.get_total_flops())
 
 
@@ -194,8 +205,12 @@ class TorchBackend:
         raise Skip(f"device {case.device!r} is not supported by the torch backend")
 
     def prepare(self, case: Case) -> Prepared:
-        if case.variant != "fp32":
-            raise Skip(f"variant {case.variant!r} is not implemented for torch yet")
+        from benchbench.registry import variant_support
+        from benchbench.variants import torch_variants
+
+        reason = variant_support("torch", case.variant, case.device, case.mode)
+        if reason:
+            raise Skip(reason)
         device = self._device(case)
         threads = case.threads or len(os.sched_getaffinity(0))
         torch.set_num_threads(threads)
@@ -224,12 +239,15 @@ class TorchBackend:
         }
         if device.type == "cuda":
             runtime["device_uuid"] = str(torch.cuda.get_device_properties(device).uuid)
+        v = torch_variants.apply(case, model, x, device, sync)  # the variant; fidelity and compile_s, untimed
+        model, x = v.model, v.x
+        runtime.update(v.runtime)
 
         if case.mode == "inference":
             model.eval()
 
             def step():
-                model(x)
+                v.call(x)
                 sync()
 
             context = torch.inference_mode
@@ -237,20 +255,22 @@ class TorchBackend:
             model.train()
             loss_name, loss_fn, make_targets = torch_models.loss_for(case.model)
             with torch.no_grad():
-                out_shape = model(x).shape
+                out_shape = v.call(x).shape
             y = make_targets(out_shape, gen, device)
             if case.optimizer == "sgd":
-                opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+                opt = torch.optim.SGD(v.params(), lr=1e-3, momentum=0.9)
             else:
-                opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+                opt = torch.optim.Adam(v.params(), lr=1e-3)
             runtime["loss"] = loss_name
             runtime["optimizer"] = type(opt).__name__
+            from benchbench.distributed import wrap_ddp
+
+            net = wrap_ddp(model, device, runtime)  # devices: N → DistributedDataParallel in a torchrun rank
 
             def step():
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x), y)
-                loss.backward()
-                opt.step()
+                loss = loss_fn((v.call if net is model else net)(x).float(), y)
+                v.backward(loss, opt)  # with a GradScaler for amp on CUDA
                 sync()
 
             context = contextlib.nullcontext
@@ -287,16 +307,19 @@ class TorchBackend:
             except Exception as e:  # an op FlopCounterMode cannot trace
                 facts["flops_per_sample"] = None
                 facts["flops_note"] = f"unavailable: {type(e).__name__}: {e}"
+            facts.update(v.model_facts())  # nonzero_params; an int8 model's own saved size
             return facts
 
         return Prepared(
             step=step,
-            cold_start={"build_s": build_s, "compile_s": None},
+            cold_start={"build_s": build_s, "compile_s": None, **v.cold_start},
             runtime=runtime,
             reset_peak_memory=reset_peak,
             device_memory=device_memory,
             model_facts=model_facts,
             context=context,
+            fidelity=lambda: v.fidelity,
+            inputs=(x, y if case.mode == "train" else None),  # a data: pipeline copies batches in
         )
 
 

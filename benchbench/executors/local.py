@@ -85,8 +85,10 @@ def worker_env(case: Case, extra_paths: list[str]) -> dict:
     return env
 
 
-def run_case(case: Case, work_dir: Path, log_path: Path, extra_paths: list[str] = ()) -> Record:
-    """Run ``case`` in a fresh interpreter; KeyboardInterrupt kills the worker and propagates."""
+def run_case(case: Case, work_dir: Path, log_path: Path, extra_paths: list[str] = (),
+             python: list[str] | None = None, env: dict | None = None) -> Record:
+    """Run ``case`` in a fresh interpreter (``python``: another one, as ``ab`` does, with
+    ``env`` added); KeyboardInterrupt kills the worker and propagates."""
     work_dir.mkdir(parents=True, exist_ok=True)
     case_path = work_dir / f"{case.case_id}.case.json"
     result_path = work_dir / f"{case.case_id}.result.json"
@@ -97,11 +99,11 @@ def run_case(case: Case, work_dir: Path, log_path: Path, extra_paths: list[str] 
     reason = None
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "benchbench.worker", str(case_path), str(result_path)],
+            [*(python or [sys.executable]), "-m", "benchbench.worker", str(case_path), str(result_path)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=worker_env(case, list(extra_paths)),
+            env={**worker_env(case, list(extra_paths)), **(env or {})},
             start_new_session=True,  # its own process group: killed as a whole, no stray Ctrl-C
         )
         ps = psutil.Process(proc.pid)

@@ -1,7 +1,8 @@
 """Run a suite's cases as Ray tasks across a cluster (``benchbench run … --executor ray``).
 
-Each case is one Ray task that asks for what the case needs (a GPU for ``cuda``, a
-``TPU`` resource for ``tpu``, ``threads`` CPUs — or one — for ``cpu``, plus any
+Each case is one Ray task that asks for what the case needs (a whole GPU per device for
+``cuda``, a ``TPU`` resource for ``tpu``, ``threads`` CPUs for ``cpu`` — every CPU of the
+smallest node with ``threads: all`` — then the suite's per-case ``resources:`` and any
 ``--ray-resources``) and, on whichever node Ray places it, runs the very same worker
 subprocess path as the local executor (:func:`benchbench.executors.local.run_case`):
 timeouts, memory limits and crash handling are identical. The task returns the record
@@ -13,7 +14,8 @@ completion order. Ray is imported only here, and only when this executor is used
 - Whether a case can run (device present, framework installed) is decided on its node,
   not on the driver; a case that no live node could ever take is a skipped record.
 - A node or worker lost mid-case is a failed record with Ray's reason; with
-  ``retry_lost`` Ray runs it once more first.
+  ``retry_lost`` the driver submits it once more first (``runtime.attempts``,
+  ``runtime.lost_attempts`` say so).
 - Ctrl-C / SIGTERM cancels what remains; finished records are already on disk.
 """
 
@@ -32,6 +34,7 @@ from typing import Callable, Iterator
 
 import psutil
 
+from benchbench import profiles
 from benchbench.case import Case
 from benchbench.errors import UserError
 from benchbench.results import Record, utc_now
@@ -39,17 +42,37 @@ from benchbench.results import Record, utc_now
 CANCEL_GRACE_S = 10.0  # after Ctrl-C: time for cancelled tasks to kill their workers
 
 
-def case_resources(case: Case, extra: dict | None = None) -> dict:
-    """The Ray resources one case asks for: ``{"num_cpus": …, "num_gpus": …, "resources": {…}}``."""
+def whole_node_cpus(nodes: list[dict]) -> float:
+    """What a ``threads: all`` CPU case asks for: every CPU of the cluster's smallest live node
+    (so any node can take it, and on nodes of that size it runs alone)."""
+    sizes = [n.get("Resources", {}).get("CPU", 0) for n in nodes if n.get("Alive")]
+    sizes = [c for c in sizes if c > 0]
+    return min(sizes) if sizes else 1
+
+
+def case_resources(case: Case, extra: dict | None = None, node_cpus: float = 1) -> dict:
+    """The Ray resources one case asks for: ``{"num_cpus": …, "num_gpus": …, "resources": {…}}``.
+    Derived from the case (cpu: its threads — or ``node_cpus``, a whole node, with ``threads:
+    all``, per rank of a data-parallel case; cuda: one whole GPU per device; tpu: a ``TPU``), then
+    the suite's ``resources:`` (num_cpus, num_gpus, accelerator_type, custom), then ``extra``."""
     extra = dict(extra or {})
+    res = case.settings.resources or {}
     kind = case.device.split(":", 1)[0]
     req: dict = {"num_cpus": 1, "num_gpus": 0, "resources": {}}
     if kind == "cpu":
-        req["num_cpus"] = case.threads or 1
+        ranks = case.devices if case.framework == "torch" else 1  # torch: T threads per rank process
+        req["num_cpus"] = case.threads * ranks if case.threads else node_cpus
     elif kind == "cuda":
-        req["num_gpus"] = 1  # whole GPUs only: at most one case per GPU at a time
+        req["num_gpus"] = case.devices  # whole GPUs only: at most one case per GPU at a time
     elif kind == "tpu":
         req["resources"]["TPU"] = 1
+    if res.get("num_cpus") is not None:
+        req["num_cpus"] = res["num_cpus"]
+    if res.get("num_gpus") is not None:
+        req["num_gpus"] = res["num_gpus"]
+    if res.get("accelerator_type"):  # Ray's own convention for a GPU model (ray.util.accelerators)
+        req["resources"][f"accelerator_type:{res['accelerator_type']}"] = 0.001
+    req["resources"].update(res.get("custom") or {})
     req["resources"].update(extra)
     return req
 
@@ -80,7 +103,7 @@ def _placement_problem(case: Case, req: dict, nodes: list[dict]) -> str | None:
     return f"no node of the Ray cluster offers {_describe(req)} (alive nodes: {len(alive)})"
 
 
-def node_facts() -> dict:
+def node_facts(with_ray: bool = True) -> dict:
     """This node as the record should show it: a cluster run is a hardware comparison."""
     from benchbench import environment
 
@@ -93,6 +116,8 @@ def node_facts() -> dict:
         "ram_bytes": psutil.virtual_memory().total,
         "python": platform.python_version(),
     }
+    if not with_ray:  # another executor (submitit) runs the same task body
+        return facts
     try:
         import ray
 
@@ -103,6 +128,12 @@ def node_facts() -> dict:
         facts["accelerator_ids"] = {k: list(v) for k, v in ctx.get_accelerator_ids().items() if v}
         facts["ray_node_resources"] = next((n.get("Resources") for n in ray.nodes()
                                             if n.get("NodeID") == facts["ray_node_id"]), None)
+        held = ctx.get_assigned_resources()
+        facts["ray_assigned_resources"] = held
+        total = (facts["ray_node_resources"] or {}).get("CPU")
+        if total and held.get("CPU", 0) < total:
+            facts["cpu_note"] = (f"this case held {held.get('CPU', 0):g} of the node's {total:g} Ray CPUs: "
+                                 f"other tasks may have run on this node at the same time")
     except Exception as e:  # facts are a bonus; never lose a record for them
         facts["ray_error"] = f"{type(e).__name__}: {e}"
     return facts
@@ -141,15 +172,16 @@ def _start_reaper(case_path: Path, tmp: Path):
                             start_new_session=True)
 
 
-def run_on_node(case_dict: dict, extra_paths: list[str]) -> tuple[dict, str]:
+def run_on_node(case_dict: dict, extra_paths: list[str], with_ray: bool = True) -> tuple[dict, str, dict | None]:
     """The Ray task body: one case through the local worker path on this node.
-    Returns (record as a dict, the case's log text)."""
+    Returns (record as a dict, the case's log text, its profile files: profiles.pack)."""
     from benchbench import runner
     from benchbench.executors import local
 
     case = Case.from_dict(case_dict)
     tmp = Path(tempfile.mkdtemp(prefix="benchbench-ray-"))
     log_path = tmp / f"{case.case_id}.log"
+    traces = None
     try:
         reason = runner.skip_reason(case)  # this node's devices, not the driver's
         if reason is not None:
@@ -158,17 +190,18 @@ def run_on_node(case_dict: dict, extra_paths: list[str]) -> tuple[dict, str]:
             record.host = socket.gethostname()
             log = ""
         else:
-            reaper = _start_reaper(tmp / "work" / f"{case.case_id}.case.json", tmp)
-            try:
-                record = local.run_case(case, tmp / "work", log_path, extra_paths)
+            reaper = _start_reaper(tmp / ".work" / f"{case.case_id}.case.json", tmp)
+            try:  # a ".work" dir: the worker writes profile files to its sibling tmp/profiles
+                record = local.run_case(case, tmp / ".work", log_path, extra_paths)
             finally:
                 reaper.kill()
                 reaper.wait()
             log = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
+            traces = profiles.pack(tmp / profiles.DIR, case.case_id)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    record.runtime["node"] = node_facts()
-    return record.to_dict(), log
+    record.runtime["node"] = node_facts(with_ray)
+    return record.to_dict(), log, traces
 
 
 def _lost_reason(e: BaseException, retried: bool) -> str:
@@ -235,8 +268,8 @@ class RayExecutor:
         from ray import exceptions as rex
 
         task = ray.remote(run_on_node)
-        retries = 1 if self.retry_lost else 0
         nodes = ray.nodes()
+        node_cpus = whole_node_cpus(nodes)
         logs = run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         pending: dict = {}
@@ -244,17 +277,21 @@ class RayExecutor:
             for i, case in enumerate(cases, 1):
                 if on_start:
                     on_start(i, len(cases), case)
-                req = case_resources(case, self.resources)
+                req = case_resources(case, self.resources, node_cpus)
                 problem = _placement_problem(case, req, nodes)
                 if problem is not None:
                     yield self._finish(Record(case=case.to_dict(), status="skipped", reason=problem,
                                               started_at=utc_now(), ended_at=utc_now()), "", run_dir)
                     continue
-                ref = task.options(num_cpus=req["num_cpus"], num_gpus=req["num_gpus"],
-                                   resources=req["resources"] or None, max_retries=retries,
-                                   retry_exceptions=False, name=f"benchbench {case.label}",
-                                   ).remote(case.to_dict(), list(extra_paths))
-                pending[ref] = (case, utc_now(), time.monotonic())
+
+                def submit(case=case, req=req):
+                    return task.options(num_cpus=req["num_cpus"], num_gpus=req["num_gpus"],
+                                        resources=req["resources"] or None, max_retries=0,
+                                        retry_exceptions=False, name=f"benchbench {case.label}",
+                                        ).remote(case.to_dict(), list(extra_paths))
+
+                # retries are the driver's (not Ray's max_retries), so the record can say how many
+                pending[submit()] = (case, utc_now(), time.monotonic(), submit, req, [])
             while pending:
                 try:
                     ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
@@ -263,17 +300,26 @@ class RayExecutor:
                         raise e.__cause__ from None
                     raise
                 for ref in ready:
-                    case, started, t0 = pending.pop(ref)
+                    case, started, t0, submit, req, lost = pending.pop(ref)
                     try:
-                        rec_dict, log = ray.get(ref)
-                        record = Record.from_dict(rec_dict)
+                        rec_dict, log, traces = ray.get(ref)
+                        record = profiles.land(Record.from_dict(rec_dict), traces, run_dir)
                     except (rex.WorkerCrashedError, rex.NodeDiedError, rex.OwnerDiedError,
                             rex.ObjectLostError, rex.RaySystemError, rex.RayTaskError,
                             rex.TaskCancelledError) as e:
+                        retriable = not isinstance(e, (rex.RayTaskError, rex.TaskCancelledError))
+                        if retriable and self.retry_lost and not lost:
+                            lost.append(_lost_reason(e, False).split("; not retried")[0])
+                            pending[submit()] = (case, started, t0, submit, req, lost)
+                            continue
                         record = Record(case=case.to_dict(), status="failed", started_at=started,
-                                        ended_at=utc_now(), reason=_lost_reason(e, self.retry_lost))
+                                        ended_at=utc_now(), reason=_lost_reason(e, bool(lost)))
                         record.duration_s = time.monotonic() - t0
                         log = f"benchbench (ray driver): {record.reason}\n{e}\n"
+                    record.runtime["attempts"] = len(lost) + 1
+                    if lost:
+                        record.runtime["lost_attempts"] = list(lost)
+                    record.runtime["ray_request"] = req
                     yield self._finish(record, log, run_dir)
         finally:
             if pending:

@@ -50,6 +50,12 @@ def sections(runs: list[data.Run], df, baseline: str | None) -> list[Section]:
     out.append(Section("memory", "Memory", figures=figures.memory(df), wide=True,
                        note="Peak RSS of the worker process (framework import and model build included) and "
                             "the device allocator's peak where the device has one."))
+    from benchbench.report import profile  # top operators of the profiled cases
+
+    out.append(profile.section(runs) or Section("profiles", "Profiles"))
+    from benchbench.report import pipeline  # loader rate vs workers against the model's (data: cases)
+
+    out.append(pipeline.section(runs) or Section("pipeline", "Input pipeline"))
     if not df.empty and (df["status"] != "ok").any():
         out.append(Section("failures", "Failed and skipped cases", body=page.failures_table(df)))
     envs = data.environments(runs)
@@ -76,13 +82,17 @@ def build_report(run_dirs, out_path=None, baseline: str | None = None, fmt: str 
     runs = data.load_runs(run_dirs)
     if fmt is not None:
         static.check(fmt)
+    baseline = baseline or data.suite_baseline(runs)  # --baseline, else the suites' baseline: when it compares
     df = data.cases_frame(runs, baseline)
     secs = sections(runs, df, baseline)
     if hardware:
         from benchbench import hardware as hw
         from benchbench.report import hardware as hw_section
 
-        secs.insert(min(1, len(secs)), hw_section.section(runs, reference, hw.load_catalogue(devices)))
+        from benchbench import suite_catalogue  # each run's suite catalogue:, then --devices files
+
+        catalogue = hw.load_catalogue(suite_catalogue.run_files(r.path for r in runs) + list(devices or []))
+        secs.insert(min(1, len(secs)), hw_section.section(runs, reference, catalogue))
     title, head = page.header(runs, df, baseline)
     text = page.render(title, head, secs, plotly.offline.get_plotlyjs())
     out = Path(out_path) if out_path is not None else default_out(run_dirs)

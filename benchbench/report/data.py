@@ -137,6 +137,10 @@ def _row(run: Run, rec: Record) -> dict:
         "device_reserved_bytes": _num(memory.get("device_peak_reserved_bytes")),
         "device_memory_note": memory.get("device_memory_reason"),
         "params": (rec.model or {}).get("params"),
+        "nonzero_params": _num((rec.model or {}).get("nonzero_params")),
+        "serialized_bytes": _num((rec.model or {}).get("serialized_bytes")),
+        "top1_agreement": _num((getattr(rec, "fidelity", None) or {}).get("top1_agreement")),
+        "max_abs_diff": _num((getattr(rec, "fidelity", None) or {}).get("max_abs_diff")),
         "started_at": rec.started_at,
         "ended_at": rec.ended_at,
         "log": runtime.get("log"),
@@ -187,6 +191,17 @@ def _speedup(df: pd.DataFrame, baseline: str):
     base_median = dict(zip(keys[base.index], base["median_s"]))
     ref = keys.map(base_median)
     return (ref / df["median_s"]).where(ok)
+
+
+def suite_baseline(runs: list[Run]) -> str | None:
+    """The reference variant the runs' suites name (run.json ``baseline``), when they agree
+    and the records hold it and at least one other variant (then speed-up means something)."""
+    named = {(run.info or {}).get("baseline") for run in runs}
+    variants = {str((r.case or {}).get("variant")) for run in runs for r in run.records if r.status == "ok"}
+    if len(named) != 1 or None in named:
+        return None
+    (name,) = named
+    return name if name in variants and len(variants) > 1 else None
 
 
 def ok_rows(df: pd.DataFrame) -> pd.DataFrame:

@@ -74,6 +74,36 @@ def _table(table_id: str, heads: list[tuple[str, bool]], rows: list[str], sortab
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
+def variant_columns(df: pd.DataFrame) -> list[tuple[str, object]]:
+    """Size, non-zero share and fidelity columns (label, cell maker), shown when the frame
+    compares variants (more than one, or one other than fp32) and the records carry them."""
+    if df.empty or set(df["variant"]) <= {"fp32"}:
+        return []
+    cols = []
+
+    def has(col):
+        return col in df and bool(df[col].notna().any())
+
+    if has("serialized_bytes"):
+        cols.append(("size MiB", lambda r: _td(*_mib2(r.serialized_bytes), "num")))
+    if has("nonzero_params"):
+        def nz(r):
+            share = r.nonzero_params / r.params if _isnum(r.nonzero_params) and _isnum(r.params) and r.params else None
+            return _td(f"{share * 100:.1f}" if share is not None else "", share, "num")
+
+        cols.append(("non-zero %", nz))
+    if has("top1_agreement"):
+        cols.append(("top-1 agree % vs fp32", lambda r: _td(f"{r.top1_agreement * 100:.1f}" if _isnum(r.top1_agreement)
+                                                             else "", r.top1_agreement, "num")))
+        cols.append(("max |Δ| vs fp32", lambda r: _td(f"{r.max_abs_diff:.3g}" if _isnum(r.max_abs_diff) else "",
+                                                       r.max_abs_diff, "num")))
+    return cols
+
+
+def _mib2(b) -> tuple[str, float | None]:
+    return (f"{b / 2**20:,.2f}", b / 2**20) if _isnum(b) else ("", None)
+
+
 def summary_table(df: pd.DataFrame, baseline: str | None) -> str:
     show_origin = bool((df["origin"] != "").any())
     heads = [("status", False), ("model", False), ("framework", False), ("variant", False), ("mode", False),
@@ -84,6 +114,8 @@ def summary_table(df: pd.DataFrame, baseline: str | None) -> str:
     heads += [("samples/s", True), ("p50 ms", True), ("p99 ms", True), ("±CI95 %", True), ("host RSS MiB", True)]
     if show_device:
         heads.append(("device MiB", True))
+    variant_cols = variant_columns(df)
+    heads += [(label, True) for label, _ in variant_cols]
     if baseline is not None:
         heads.append((f"speed-up vs {esc(baseline)}", True))
     heads.append(("note", False))
@@ -106,6 +138,7 @@ def summary_table(df: pd.DataFrame, baseline: str | None) -> str:
         ]
         if show_device:
             cells.append(_td(dev, dev_v, "num"))
+        cells += [cell(r) for _, cell in variant_cols]
         if baseline is not None:
             cells.append(_td(f"×{r.speedup:.2f}" if _isnum(r.speedup) else "", r.speedup, "num"))
         cells.append(_td(_note(r), cls="wrap"))
