@@ -84,7 +84,7 @@ VARIANTS = {
                     "torch": None, "why_not": {"torch": "TensorFlow Lite converts Keras models only"},
                     "tensorflow": _fw(["cpu"], _INF, {"cuda": "TFLite int8 runs on the CPU interpreter", "tpu": "TFLite int8 runs on the CPU interpreter", "train": "a TensorFlow Lite model is inference only"})},
     "prune": {"description": "unstructured magnitude pruning of conv/linear weights at SPARSITY (prune:SPARSITY, "
-                             "default 0.5), made permanent (torch.nn.utils.prune; TF Model Optimization, stripped)",
+                             "default 0.5), made permanent (torch.nn.utils.prune; tensorflow: the kernels prune_low_magnitude + strip would prune, zeroed directly — tfmot cannot wrap Keras 3 models)",
               "param": {"fraction": True, "default": "0.5"},
               "torch": _fw(_HOST_GPU, _INF, {"train": _PRUNED_INF}), "tensorflow": _fw(_HOST_GPU, _INF, {"train": _PRUNED_INF})},
     "channel_prune": {"description": "structured channel pruning (torch-pruning, L1 magnitude) removing FRACTION of the "
