@@ -18,7 +18,7 @@ over the rounds lies in 0.99–1.01. The ``other`` column is the CPU (in cores) 
 processes used during each side; rounds marked ``*`` were disturbed and are left out
 of the median when at least 4 quiet rounds remain (see ``_common.py``).
 
-    python benchmarks/bench_telemetry.py [--rounds 7] [--seconds 2] [--check]
+    python benchmarks/bench_telemetry.py [--rounds 7] [--seconds 2] [--threads N] [--check]
 
 Exit status is 0 unless ``--check`` is given and the result is FAIL (then 1).
 """
@@ -55,9 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--seconds", type=float, default=2.0, help="timed seconds per side per round")
     ap.add_argument("--check", action="store_true", help="exit 1 when the result is FAIL")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="compute threads (default: every core; fewer leaves the sampler a core of its own)")
     args = ap.parse_args(argv)
 
-    threads = len(os.sched_getaffinity(0))
+    threads = args.threads or len(os.sched_getaffinity(0))
     print(f"{MODEL} bs{BATCH} input {'×'.join(map(str, SHAPE))} cpu inference fp32, threads={threads}, "
           f"torch {torch.__version__}, {args.rounds} rounds × {args.seconds:g} s per side; "
           f"telemetry {HZ_ON:g} Hz vs off")  # fmt: skip
