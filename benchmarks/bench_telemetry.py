@@ -18,7 +18,7 @@ over the rounds lies in 0.99–1.01. The ``other`` column is the CPU (in cores) 
 processes used during each side; rounds marked ``*`` were disturbed and are left out
 of the median when at least 4 quiet rounds remain (see ``_common.py``).
 
-    python benchmarks/bench_telemetry.py [--rounds 7] [--seconds 2] [--threads N] [--check]
+    python benchmarks/bench_telemetry.py [--rounds 7] [--seconds 2] [--threads N] [--hz 100] [--check]
 
 Exit status is 0 unless ``--check`` is given and the result is FAIL (then 1).
 """
@@ -57,21 +57,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 when the result is FAIL")
     ap.add_argument("--threads", type=int, default=None,
                     help="compute threads (default: every core; fewer leaves the sampler a core of its own)")
+    ap.add_argument("--hz", type=float, default=HZ_ON, help="sampler rate of the 'on' side (default 100, the maximum)")
     args = ap.parse_args(argv)
+    hz_on = args.hz
 
     threads = args.threads or len(os.sched_getaffinity(0))
     print(f"{MODEL} bs{BATCH} input {'×'.join(map(str, SHAPE))} cpu inference fp32, threads={threads}, "
           f"torch {torch.__version__}, {args.rounds} rounds × {args.seconds:g} s per side; "
-          f"telemetry {HZ_ON:g} Hz vs off")  # fmt: skip
+          f"telemetry {hz_on:g} Hz vs off")  # fmt: skip
     print(f"{'round':>5}  {'order':<8} {'on/s':>10} {'off/s':>10} {'ratio':>7}  {'ticks':>5} {'missed':>6}  other")
-    side(HZ_ON, threads, 0.5), side(0.0, threads, 0.5)  # the thrown-away warm-up round
+    side(hz_on, threads, 0.5), side(0.0, threads, 0.5)  # the thrown-away warm-up round
     ratios, busy, last_on = [], [], None
     for r in range(args.rounds):
         order = ["on", "off"] if r % 2 == 0 else ["off", "on"]
         got, load = {}, {}
         for name in order:
             with OtherLoad() as load[name]:
-                got[name] = side(HZ_ON if name == "on" else 0.0, threads, args.seconds)
+                got[name] = side(hz_on if name == "on" else 0.0, threads, args.seconds)
         on, off = got["on"], got["off"]
         ratio = on.stats["throughput"] / off.stats["throughput"]
         other, disturbed = fmt_load(load["on"].cores, load["off"].cores)
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"energy (last 'on' side): cpu {cpu.get('source')}"
           + (f": {cpu['avg_w']:.1f} W, {cpu['j_per_sample'] * 1e3:.3f} mJ/sample" if cpu.get("energy_j")
              else f" ({cpu.get('reason')})"))  # fmt: skip
-    ok = verdict("telemetry 100 Hz / off", ratios, busy, LOW, HIGH, min_quiet=4)
+    ok = verdict(f"telemetry {hz_on:g} Hz / off", ratios, busy, LOW, HIGH, min_quiet=4)
     return 1 if (args.check and not ok) else 0
 
 
