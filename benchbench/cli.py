@@ -75,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
                     help="--hardware: normalise to the machine whose label contains this (default: the first)")
     rp.add_argument("--devices", metavar="FILE", action="append",
                     help="--hardware: a device catalogue file added to the built-in one (repeatable)")
+    rp.add_argument("--store", metavar="URL",
+                    help="add a History section: each case's trend over its runs in this history store "
+                         "(change points, gate alerts, commits)")
+    rp.add_argument("--history-metric", default="throughput",
+                    choices=["throughput", "latency_p99", "memory", "energy_per_sample"],
+                    help="--store: the metric the trends show (default throughput)")
     cli_history.add_parsers(sub)  # store import, compare, history, check
     cli_profile.add_parser(sub)  # profile SUITE --case ID
     cli_data.add_parser(sub)  # data generate DIR
@@ -246,9 +252,8 @@ def cmd_run(args) -> int:
     out.print(display.summary_table(result.records, f"suite {suite.name}: {run_dir}"))
     for line in display.skipped_lines(result.records):
         out.print(line)
-    _write_run_report(run_dir)
-    if args.store:
-        cli_history.store_after_run(args.store, run_dir)
+    stored = cli_history.store_after_run(args.store, run_dir) if args.store else False
+    _write_run_report(run_dir, args.store if stored else None)
     counts = f"{result.count('ok')} ok, {result.count('failed')} failed, {result.count('skipped')} skipped"
     if result.interrupted:
         _err(f"interrupted: {counts}; records kept in {run_dir}; finish with: benchbench run --resume {run_dir}")
@@ -263,20 +268,22 @@ def cmd_report(args) -> int:
     from benchbench.report import build_report, static
 
     path = build_report(args.run_dirs, args.out, baseline=args.baseline, fmt=args.format,
-                        hardware=args.hardware, reference=args.reference, devices=args.devices)
+                        hardware=args.hardware, reference=args.reference, devices=args.devices,
+                        store=args.store, history_metric=args.history_metric)
     print(path)
     if args.format:
         print(static.figures_dir(path))
     return EXIT_OK
 
 
-def _write_run_report(run_dir: Path) -> None:
-    """report.html in the run directory. A failure here never costs the run: one line
-    on stderr, the records stay, the exit code is the run's."""
+def _write_run_report(run_dir: Path, store: str | None = None) -> None:
+    """report.html in the run directory (with each case's history when the run was
+    stored). A failure here never costs the run: one line on stderr, the records stay,
+    the exit code is the run's."""
     try:
         from benchbench.report import REPORT_FILE, build_report
 
-        path = build_report([run_dir], run_dir / REPORT_FILE)
+        path = build_report([run_dir], run_dir / REPORT_FILE, store=store)
     except Exception as e:
         detail = (str(e).strip().splitlines() or [""])[0]
         _err(f"report not written ({type(e).__name__}: {detail}); try again: benchbench report {run_dir}")

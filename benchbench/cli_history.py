@@ -418,8 +418,8 @@ def confirm_flagged(store, run_id: str, rows, args) -> None:
         _err(f"confirm records and logs: {res.out_dir}")
 
 
-def store_after_run(url: str, run_dir) -> None:
-    """``run --store``: a store failure never costs the run (one line on stderr)."""
+def store_after_run(url: str, run_dir) -> bool:
+    """``run --store``: a store failure never costs the run (one line on stderr, False)."""
     try:
         from benchbench.store import Store, load_run_dir
 
@@ -432,8 +432,9 @@ def store_after_run(url: str, run_dir) -> None:
         detail = (str(e).strip().splitlines() or [""])[0]
         _err(f"not stored ({type(e).__name__}: {detail}); the run is kept: "
              f"benchbench store import {run_dir} --store {url}")
-        return
+        return False
     _err(f"stored {added} records in {s.display_url}")
+    return True
 
 
 COMMANDS = {"store": cmd_store, "compare": cmd_compare, "history": cmd_history, "check": cmd_check, "ab": cmd_ab}

@@ -18,7 +18,8 @@ from conftest import bb, write
 
 XSS = "<script>alert(1)</script>"
 XSS_REASON = "<img src=x onerror=alert(2)>"
-SECTION_IDS = ("summary", "throughput", "latency", "scaling", "frameworks", "memory", "failures", "environment")
+SECTION_IDS = ("summary", "throughput", "latency", "scaling", "frameworks", "memory", "energy", "failures",
+               "environment")
 
 
 def sections_of(text: str) -> set[str]:
@@ -92,7 +93,7 @@ def test_sections_without_data_are_left_out(tmp_path):
     run = write_run(tmp_path / "b", one_batch)
     (run / "environment.json").unlink()
     text = build_report([run]).read_text(encoding="utf-8")
-    assert sections_of(text) == {"summary", "throughput", "latency", "memory"}
+    assert sections_of(text) == {"summary", "throughput", "latency", "memory", "energy"}
 
 
 def test_two_frameworks_get_a_comparison_and_fixed_colours(tmp_path):

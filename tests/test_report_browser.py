@@ -36,7 +36,18 @@ def report(tmp_path_factory):
              make_record("resnet18", 64, mode="train", status="failed", reason="out of memory: <b>3 GiB</b>"),
              make_record(XSS, 2), make_record(XSS, 4, status="failed", reason="<img src=x onerror=alert(2)>")]
     run = write_run(tmp / "run", recs, suite="<i>suite</i>")
-    return build_report([run], tmp / "report.html", baseline="fp32")
+    # three earlier nights of one case in a history store: the report's History section
+    from benchbench import store as st
+
+    nights = [write_run(tmp / f"night{i}", [make_record("seed_cnn", 1, speed=speed)])
+              for i, speed in enumerate((1.0, 1.02, 0.97))]
+    url = f"sqlite:///{tmp}/history.db"
+    s = st.Store(url)
+    try:
+        st.import_runs(s, nights + [run])
+    finally:
+        s.close()
+    return build_report([run], tmp / "report.html", baseline="fp32", store=url)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +107,8 @@ def test_loads_offline_without_errors_and_every_figure_renders(loaded, report):
     assert loaded.requests and all(u.startswith("file://") for u in loaded.requests), loaded.requests
     assert loaded.requests == [report.as_uri()]
     assert loaded.dialogs == []
-    assert page.locator("section#frameworks .main-svg").count() > 0
+    for section in ("frameworks", "energy", "history"):
+        assert page.locator(f"section#{section} .main-svg").count() > 0, section
 
 
 def test_clicking_a_header_sorts_the_rows(loaded):

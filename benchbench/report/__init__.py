@@ -50,6 +50,9 @@ def sections(runs: list[data.Run], df, baseline: str | None) -> list[Section]:
     out.append(Section("memory", "Memory", figures=figures.memory(df), wide=True,
                        note="Peak RSS of the worker process (framework import and model build included) and "
                             "the device allocator's peak where the device has one."))
+    from benchbench.report import energy  # energy per sample with its source, the sampler's time series
+
+    out.append(energy.section(runs, df) or Section("energy", "Energy and telemetry"))
     from benchbench.report import profile  # top operators of the profiled cases
 
     out.append(profile.section(runs) or Section("profiles", "Profiles"))
@@ -65,13 +68,15 @@ def sections(runs: list[data.Run], df, baseline: str | None) -> list[Section]:
 
 
 def build_report(run_dirs, out_path=None, baseline: str | None = None, fmt: str | None = None,
-                 hardware: bool = False, reference: str | None = None, devices=None) -> Path:
+                 hardware: bool = False, reference: str | None = None, devices=None, store: str | None = None,
+                 history_metric: str = "throughput") -> Path:
     """Write the HTML report of ``run_dirs`` to ``out_path`` (default: see
     :func:`default_out`) and return its path. With ``fmt`` (png, svg or pdf) also write
     each figure to ``<stem>-figures/``; a missing kaleido or Chrome is a UserError
     raised before anything is written. ``hardware`` adds the hardware comparison
     (:mod:`benchbench.report.hardware`) normalised to the ``reference`` device, with the
-    catalogue files ``devices`` added to the built-in one."""
+    catalogue files ``devices`` added to the built-in one. ``store`` (a history store URL)
+    adds each case's trend over its stored runs (``history_metric``)."""
     try:
         import plotly.offline
     except ImportError:
@@ -93,6 +98,17 @@ def build_report(run_dirs, out_path=None, baseline: str | None = None, fmt: str 
 
         catalogue = hw.load_catalogue(suite_catalogue.run_files(r.path for r in runs) + list(devices or []))
         secs.insert(min(1, len(secs)), hw_section.section(runs, reference, catalogue))
+    if store is not None:
+        from benchbench.report import history
+        from benchbench.store import Store
+
+        s = Store(store)
+        try:
+            hist = history.section(history.run_series(runs, s, history_metric), s.display_url)
+        finally:
+            s.close()
+        if hist is not None:
+            secs.insert(next((i for i, x in enumerate(secs) if x.id in ("failures", "environment")), len(secs)), hist)
     title, head = page.header(runs, df, baseline)
     text = page.render(title, head, secs, plotly.offline.get_plotlyjs())
     out = Path(out_path) if out_path is not None else default_out(run_dirs)

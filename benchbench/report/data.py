@@ -26,7 +26,7 @@ BASELINE_KEY = ("framework", "model", "batch_size", "device", "mode", "input_sha
 
 # Optional text: None when absent (never NaN), so ``if row.reason`` means what it says.
 TEXT_COLUMNS = ("device_name", "reason", "optimizer", "stop_reason", "device_memory_note", "started_at",
-                "ended_at", "log")
+                "ended_at", "log", "energy_source", "energy_reason")
 
 
 @dataclass
@@ -99,6 +99,8 @@ def _row(run: Run, rec: Record) -> dict:
     ci_low, ci_high = _num(stats.get("ci95_low")), _num(stats.get("ci95_high"))
     ok_median = median is not None and median > 0 and batch > 0
     shape = case.get("input_shape")
+    energy = getattr(rec, "energy", None) or {}
+    primary = energy.get(energy.get("primary")) if isinstance(energy.get(energy.get("primary")), dict) else {}
     return {
         "run": run.name,
         "run_dir": str(run.path),
@@ -141,6 +143,10 @@ def _row(run: Run, rec: Record) -> dict:
         "serialized_bytes": _num((rec.model or {}).get("serialized_bytes")),
         "top1_agreement": _num((getattr(rec, "fidelity", None) or {}).get("top1_agreement")),
         "max_abs_diff": _num((getattr(rec, "fidelity", None) or {}).get("max_abs_diff")),
+        # energy of the case's primary domain (gpu for CUDA cases, else cpu), with its source
+        "energy_source": primary.get("source"),
+        "energy_reason": primary.get("reason"),
+        "j_per_sample": _num(primary.get("j_per_sample")),
         "started_at": rec.started_at,
         "ended_at": rec.ended_at,
         "log": runtime.get("log"),

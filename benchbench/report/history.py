@@ -74,3 +74,54 @@ def write_report(path: str | Path, summaries: list, title: str) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out
+
+
+# --- the run report's history section ------------------------------------------------------
+
+MAX_TRENDS = 12  # trend figures in a run report (the history command draws them all)
+
+
+def run_series(runs, store, metric: str = "throughput", window: int = 30, threshold: float = 0.05) -> list:
+    """compare.SeriesSummary of each ok case of ``runs`` (report.data.Run) in ``store``,
+    on the record's own context (machine, device, driver, framework versions), its last
+    ``window`` stored runs, with change points (when ruptures is installed) and the nights
+    the gate would have flagged. Series with fewer than two stored runs are left out."""
+    from benchbench import changepoints, compare
+    from benchbench.store import case_label, context_facts, fingerprint
+
+    keys: dict[tuple[str, str], str] = {}
+    for run in runs:
+        for rec in run.records:
+            if rec.status == "ok":
+                key = (rec.case_id, fingerprint(context_facts(rec, run.environment)))
+                keys.setdefault(key, case_label(rec.case or {}))
+    if not keys:
+        return []
+    found = store.series_many(list(keys), limit=window)
+    cps = changepoints.available()
+    out = []
+    for (case_id, context), label in keys.items():
+        rows = found.get((case_id, context)) or []
+        if len(rows) < 2:
+            continue
+        out.append(compare.summarize_series(case_id, context, label, metric, rows, threshold, change_points=cps,
+                                            alerts=True, window=window))
+    return [s for s in out if s.runs >= 2]
+
+
+def section(summaries: list, store_url: str):
+    """The run report's "History" section (report.page.Section), or None without series."""
+    from benchbench.report.page import Section
+
+    if not summaries:
+        return None
+    shown = summaries[:MAX_TRENDS]
+    notes = "".join(f"<li>{html.escape(s.label)}: {html.escape(_note(s))}</li>" for s in shown)
+    more = (f" Showing {len(shown)} of {len(summaries)} series; <code>benchbench history --store … --report "
+            f"FILE</code> draws them all." if len(summaries) > len(shown) else "")
+    note = (f"Each case of this report in the history store <code>{html.escape(store_url)}</code> on the same "
+            f"context (machine, device, driver, framework versions), its last runs: change points by PELT "
+            f"(ruptures), dashed; red crosses: runs the nightly gate (<code>benchbench check</code>, this series "
+            f"alone) would have flagged.{more}")
+    figs = [(f"trend-{s.case_id}-{s.context}"[:60], trend_figure(s)) for s in shown]
+    return Section("history", "History", note=note, figures=figs, body=f"<ul>{notes}</ul>", wide=True)

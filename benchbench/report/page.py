@@ -114,6 +114,9 @@ def summary_table(df: pd.DataFrame, baseline: str | None) -> str:
     heads += [("samples/s", True), ("p50 ms", True), ("p99 ms", True), ("±CI95 %", True), ("host RSS MiB", True)]
     if show_device:
         heads.append(("device MiB", True))
+    show_energy = "j_per_sample" in df and bool(df["j_per_sample"].notna().any())
+    if show_energy:
+        heads.append(("J/sample", True))
     variant_cols = variant_columns(df)
     heads += [(label, True) for label, _ in variant_cols]
     if baseline is not None:
@@ -138,6 +141,8 @@ def summary_table(df: pd.DataFrame, baseline: str | None) -> str:
         ]
         if show_device:
             cells.append(_td(dev, dev_v, "num"))
+        if show_energy:
+            cells.append(_energy_cell(r))
         cells += [cell(r) for _, cell in variant_cols]
         if baseline is not None:
             cells.append(_td(f"×{r.speedup:.2f}" if _isnum(r.speedup) else "", r.speedup, "num"))
@@ -150,6 +155,17 @@ def summary_table(df: pd.DataFrame, baseline: str | None) -> str:
         'data-filter="bb-summary" data-count="bb-count" autocomplete="off">'
         f'<output id="bb-count">{count}</output></div>' + _table("bb-summary", heads, rows)
     )
+
+
+def _energy_cell(r) -> str:
+    """J per sample of the case's primary domain, its source in the tooltip; "n/a" with
+    the reason where it was not measured (never a 0)."""
+    if _isnum(r.j_per_sample):
+        return (f'<td class="num" data-v="{r.j_per_sample!r}" title="source: {esc(r.energy_source)}">'
+                f"{r.j_per_sample:.4g}</td>")
+    if r.status == "ok" and r.energy_reason:
+        return f'<td class="num" title="unavailable: {esc(r.energy_reason)}">n/a</td>'
+    return "<td></td>"
 
 
 def failures_table(df: pd.DataFrame) -> str:

@@ -78,7 +78,31 @@ def make_record(
     rec.runtime = {"framework": framework, "device_name": "NVIDIA H100" if on_gpu else "AMD EPYC",
                    "threads": 2, "dtype": "float32"}
     rec.duration_s = 3.0
+    rec.telemetry, rec.energy = _telemetry(rng, on_gpu, rec.timing["timed_wall_s"], n * batch_size)
     return rec
+
+
+NO_RAPL = "no RAPL: /sys/class/powercap does not exist (generated record)"
+
+
+def _telemetry(rng: random.Random, on_gpu: bool, window_s: float, samples: int, points: int = 40):
+    """(telemetry, energy) shaped as the sampler writes them: on a GPU, NVML's energy
+    counter (about 300 W) and its utilisation; the CPU's energy unavailable (no RAPL)."""
+    t = [round(window_s * (i + 0.5) / points, 4) for i in range(points)]
+    series = {"t_s": t, "cpu.process_cpu_pct": [round(rng.uniform(150, 198), 1) for _ in t]}
+    energy = {"window_s": window_s, "samples": samples, "primary": "gpu" if on_gpu else "cpu",
+              "cpu": {"source": "unavailable", "reason": NO_RAPL, "energy_j": None, "avg_w": None,
+                      "j_per_sample": None, "samples_per_j": None}}
+    if on_gpu:
+        watts = [round(rng.uniform(280, 320), 1) for _ in t]
+        series.update({"nvml.power_w": watts, "nvml.gpu_util_pct": [round(rng.uniform(90, 100)) for _ in t]})
+        avg = sum(watts) / len(watts)
+        joules = avg * window_s
+        energy["gpu"] = {"source": "nvml-energy-counter", "energy_j": joules, "avg_w": avg,
+                         "j_per_sample": joules / samples, "samples_per_j": samples / joules,
+                         "idle_w": None, "idle_reason": "no idle baseline (telemetry.idle_baseline_s: 0)"}
+    telemetry = {"enabled": True, "hz": 10.0, "window_s": window_s, "ticks_in_window": points, "series": series}
+    return telemetry, energy
 
 
 def environment(host: str = "bench-host", *, cpu: str = "AMD EPYC", gpu: str | None = None) -> dict:
