@@ -157,7 +157,10 @@ def estimate_cpu_peak(cpuinfo: str, cores: int | None, max_mhz: float | None = N
     lanes × 2 (an FMA is two FLOPs) × ``fma_units``. The number of FMA pipes per core is
     not in the flags: 2 is assumed, which makes this an UPPER bound (many cores issue
     AVX-512 at half rate). ``max_mhz`` (cpufreq's cpuinfo_max_freq) beats the current
-    ``cpu MHz``. Returns (peaks or None, the basis or the reason)."""
+    ``cpu MHz``. With ``avx512_bf16`` (VDPBF16PS: two bf16 products per fp32 lane, four
+    FLOPs per lane) the bf16 peak is twice the fp32 one, on the same assumptions; a CPU
+    with AMX has no bf16 estimate (its tile unit is not a SIMD lane count), nor does
+    one without either. Returns (peaks or None, the basis or the reason)."""
     flags: set[str] = set()
     mhz = None
     for line in cpuinfo.splitlines():
@@ -188,6 +191,9 @@ def estimate_cpu_peak(cpuinfo: str, cores: int | None, max_mhz: float | None = N
              f"an upper bound")  # fmt: skip
     peaks = {p: None for p in PRECISIONS}
     peaks["fp32"] = peak
+    if "avx512_bf16" in flags and "amx_bf16" not in flags and isa == "AVX-512":
+        peaks["bf16"] = 2 * peak
+        basis += "; bf16 = 2 × fp32 (AVX512_BF16 VDPBF16PS, same assumptions)"
     return peaks, basis
 
 

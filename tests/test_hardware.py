@@ -133,6 +133,13 @@ def test_cpu_estimate_avx512():
     assert peaks["bf16"] is None
 
 
+def test_cpu_estimate_bf16_only_from_avx512_bf16_and_never_with_amx():
+    peaks, basis = hw.estimate_cpu_peak(CPUINFO.format(extra="avx512f avx512_bf16"), cores=4)
+    assert peaks["bf16"] == pytest.approx(2 * peaks["fp32"]) and "AVX512_BF16" in basis
+    peaks, _ = hw.estimate_cpu_peak(CPUINFO.format(extra="avx512f avx512_bf16 amx_bf16"), cores=4)
+    assert peaks["bf16"] is None and peaks["fp32"] == pytest.approx(4 * 2.6e9 * 64)
+
+
 def test_cpu_estimate_avx2_and_max_clock():
     peaks, basis = hw.estimate_cpu_peak(CPUINFO.format(extra=""), cores=2, max_mhz=3000)
     assert peaks["fp32"] == pytest.approx(2 * 3.0e9 * 8 * 2 * 2)
