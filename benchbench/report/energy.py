@@ -36,6 +36,8 @@ SERIES_NAMES = {
     "nvml.gpu_util_pct": "GPU utilisation",
     "nvml.mem_util_pct": "GPU memory-bus utilisation",
 }
+# the machine-wide and secondary readings dotted, so a case's lines tell apart by style
+SERIES_DASH = {"cpu.system_cpu_pct": "dot", "nvml.mem_util_pct": "dot", "nvml.counter_power_w": "dot"}
 NOTE = ("Energy covers the timed window only (warm-up excluded), per domain, from the best source the "
         "machine has: a hardware energy counter differenced over the window, else power samples integrated "
         "over it; the source is named on every figure. Above idle: the total minus the idle power measured "
@@ -128,10 +130,10 @@ def series_figures(df: pd.DataFrame, runs) -> tuple[list[tuple[str, go.Figure]],
                     continue
                 name = f"{label} — {esc(SERIES_NAMES.get(key, key))}"
                 fig.add_scatter(x=series["t_s"], y=ys, mode="lines", name=name, legendgroup=esc(r.case_id),
-                                line=dict(width=1.5, color=variant_colour(r.variant)),
+                                line=dict(width=1.5, color=variant_colour(r.variant), dash=SERIES_DASH.get(key)),
                                 hovertemplate=f"{name}<br>%{{x:.2f}} s: %{{y:.4g}}<extra></extra>")
         if fig.data:
-            fig.update_layout(legend=dict(orientation="v", y=-0.25))
+            fig.update_layout(legend=dict(y=-0.28))  # below the axis title: the names are long
             out.append((slug("telemetry", axis.split(" ")[0]), fig))
     return out, len(drawn), len(with_series)
 
