@@ -79,3 +79,12 @@ def test_report_cli_takes_a_store_and_a_metric(nights, tmp_path, capsys):
     text = out.read_text(encoding="utf-8")
     trends = [f["fig"] for f in figures_of(text) if f["id"].startswith("fig-history-")]
     assert len(trends) == 2 and all(f["layout"]["yaxis"]["title"]["text"] == "latency_p99 (ms)" for f in trends)
+
+
+def test_a_missing_sqlite_store_is_a_clear_error_and_is_not_created(nights, tmp_path, capsys):
+    _, dirs = nights
+    missing = tmp_path / "nope" / "history.db"
+    assert cli.main(["report", str(dirs[-1]), "-o", str(tmp_path / "x.html"), "--store", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "no such SQLite store" in err and "Traceback" not in err
+    assert not missing.exists() and not (tmp_path / "x.html").exists()

@@ -100,7 +100,8 @@ def _row(run: Run, rec: Record) -> dict:
     ok_median = median is not None and median > 0 and batch > 0
     shape = case.get("input_shape")
     energy = getattr(rec, "energy", None) or {}
-    primary = energy.get(energy.get("primary")) if isinstance(energy.get(energy.get("primary")), dict) else {}
+    primary = energy.get(energy.get("primary"))
+    primary = primary if isinstance(primary, dict) else {}
     return {
         "run": run.name,
         "run_dir": str(run.path),

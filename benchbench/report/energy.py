@@ -53,9 +53,9 @@ def _records_by_row(runs) -> dict[tuple[str, str], object]:
     return {(str(run.path), str((rec.case or {}).get("case_id", ""))): rec for run in runs for rec in run.records}
 
 
-def energy_rows(df: pd.DataFrame, runs) -> list[tuple[object, str, dict]]:
-    """(frame row, domain, the record's energy entry) for every ok case and domain it reports."""
-    recs = _records_by_row(runs)
+def energy_rows(df: pd.DataFrame, recs: dict) -> list[tuple[object, str, dict]]:
+    """(frame row, domain, the record's energy entry) for every ok case and domain it
+    reports; ``recs``: :func:`_records_by_row`."""
     out = []
     for r in _order(df[df["status"] == "ok"]).itertuples():
         rec = recs.get((r.run_dir, r.case_id))
@@ -108,10 +108,9 @@ def per_sample_figure(rows: list[tuple[object, str, dict]]) -> list[tuple[str, g
     return out
 
 
-def series_figures(df: pd.DataFrame, runs) -> tuple[list[tuple[str, go.Figure]], int, int]:
+def series_figures(df: pd.DataFrame, recs: dict) -> tuple[list[tuple[str, go.Figure]], int, int]:
     """Power and utilisation time series of the timed window for the first
     ``MAX_SERIES_CASES`` ok cases that have them; (figures, cases drawn, cases with series)."""
-    recs = _records_by_row(runs)
     with_series = []
     for r in _order(df[df["status"] == "ok"]).itertuples():
         series = ((getattr(recs.get((r.run_dir, r.case_id)), "telemetry", None) or {}).get("series")) or {}
@@ -183,9 +182,10 @@ def section(runs, df: pd.DataFrame) -> Section | None:
     """The "Energy and telemetry" section, or None when no ok record carries either."""
     if df.empty:
         return None
-    rows = energy_rows(df, runs)
+    recs = _records_by_row(runs)
+    rows = energy_rows(df, recs)
     figs = per_sample_figure(rows)
-    series, drawn, total = series_figures(df, runs)
+    series, drawn, total = series_figures(df, recs)
     if not rows and not series:
         return None
     note = NOTE
