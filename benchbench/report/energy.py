@@ -81,7 +81,8 @@ def _energy_hover(entry: dict, domain: str) -> str:
 
 
 def per_sample_figure(rows: list[tuple[object, str, dict]]) -> list[tuple[str, go.Figure]]:
-    """Bars of J per sample (the primary domain of each case), colour = variant."""
+    """Bars of J per sample, one figure per energy domain measured (a GPU case's CPU
+    packages too, where RAPL is readable), colour = variant."""
     measured = [(r, d, e) for r, d, e in rows if _num(e.get("j_per_sample")) is not None]
     out = []
     for domain in ("gpu", "cpu"):
