@@ -399,14 +399,19 @@ class Store:
                    records=[Record.from_dict(json.loads(r)) for r in recs], environment=env,
                    source=f"{self.display_url}#{run_id}")
 
+    def _series_columns(self) -> list:
+        """What a series row holds: the run, its time and commit, the headline figures."""
+        r, t = self.t_records, self.t_runs
+        return [r.c.run_id, r.c.created_at, t.c.git_commit, r.c.throughput, r.c.median_s, r.c.p99_s,
+                r.c.peak_rss_bytes, r.c.energy_j_per_sample]
+
     def series(self, case_id: str, context: str, *, before: str | None = None, until: str | None = None,
                exclude: tuple[str, ...] = (), limit: int | None = None, with_record: bool = False) -> list[dict]:
         """One series' ok records, oldest first (the newest ``limit``): run_id,
         created_at, git_commit and the headline figures (and the whole record as JSON
         with ``with_record``); ``before`` / ``until``: runs created before / up to then."""
         sa, r, t = self.sa, self.t_records, self.t_runs
-        cols = [r.c.run_id, r.c.created_at, t.c.git_commit, r.c.throughput, r.c.median_s, r.c.p99_s,
-                r.c.peak_rss_bytes, r.c.energy_j_per_sample] + ([r.c.record] if with_record else [])
+        cols = self._series_columns() + ([r.c.record] if with_record else [])
         q = (sa.select(*cols)
              .join(t, t.c.run_id == r.c.run_id)
              .where(r.c.case_id == case_id, r.c.context == context, r.c.status == "ok")
@@ -440,8 +445,7 @@ class Store:
             runs_q = runs_q.where(t.c.run_id.not_in(list(exclude)))
         wanted = set(keys)
         out: dict[tuple[str, str], list[dict]] = {k: [] for k in wanted}
-        cols = [r.c.case_id, r.c.context, r.c.run_id, r.c.created_at, t.c.git_commit, r.c.throughput, r.c.median_s,
-                r.c.p99_s, r.c.peak_rss_bytes, r.c.energy_j_per_sample]
+        cols = [r.c.case_id, r.c.context] + self._series_columns()
         names = [c.name for c in cols[2:]]
         with self.engine.connect() as conn:
             run_ids = conn.execute(runs_q).scalars().all()

@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from benchbench.report.colours import variant_colour
+from benchbench.report.data import _num
 from benchbench.report.figures import _order, _sig, base_layout, case_category, case_hover, esc, slug
 from benchbench.report.page import Section, _table, _td
 
@@ -43,10 +44,6 @@ NOTE = ("Energy covers the timed window only (warm-up excluded), per domain, fro
         "over it; the source is named on every figure. Above idle: the total minus the idle power measured "
         "before the case (<code>telemetry: {idle_baseline_s: …}</code>) times the window. Unavailable domains "
         "are listed with the reason, never counted as zero.")
-
-
-def _num(v) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v else None
 
 
 def _records_by_row(runs) -> dict[tuple[str, str], object]:

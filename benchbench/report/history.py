@@ -101,11 +101,8 @@ def run_series(runs, store, metric: str = "throughput", window: int = 30, thresh
     cps = changepoints.available()
     out = []
     for (case_id, context), label in keys.items():
-        rows = found.get((case_id, context)) or []
-        if len(rows) < 2:
-            continue
-        out.append(compare.summarize_series(case_id, context, label, metric, rows, threshold, change_points=cps,
-                                            alerts=True, window=window))
+        out.append(compare.summarize_series(case_id, context, label, metric, found.get((case_id, context)) or [],
+                                            threshold, change_points=cps, alerts=True, window=window))
     return [s for s in out if s.runs >= 2]
 
 
