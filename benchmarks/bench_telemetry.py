@@ -20,6 +20,16 @@ of the median when at least 4 quiet rounds remain (see ``_common.py``).
 
     python benchmarks/bench_telemetry.py [--rounds 7] [--seconds 2] [--threads N] [--hz 100] [--check]
 
+``--paired N`` measures the same thing with less noise: on this VM two workers of the
+same case differ by up to ±15% (allocation, thread placement), far more than the effect
+sought. So one case is prepared once, and its step is timed in N pairs of short blocks
+(``--seconds`` each), one with the sampler, one without, in ABBA order — each block
+through the worker's own path (``Telemetry.for_case``, ``measure`` with the sampler as
+the timed window, ``Telemetry.report``). Per-pair ratio = on / off throughput; the verdict
+is on the median over the quiet pairs.
+
+    python benchmarks/bench_telemetry.py --paired 30 --seconds 1
+
 Exit status is 0 unless ``--check`` is given and the result is FAIL (then 1).
 """
 
@@ -31,7 +41,11 @@ import sys
 
 import torch
 
+from benchbench import backends
 from benchbench.case import Case, Settings
+from benchbench.measure.stats import median_ci
+from benchbench.measure.telemetry import Telemetry
+from benchbench.measure.timing import measure
 from benchbench.worker import run
 
 from _common import OtherLoad, fmt_load, verdict
@@ -50,6 +64,42 @@ def side(hz: float, threads: int, seconds: float):
     return rec
 
 
+def paired(pairs: int, threads: int, seconds: float, hz_on: float) -> bool:
+    settings = Settings(min_time=seconds, max_time=seconds, warmup_iters=2, warmup_max_time=2.0, seed=SEED)
+    case = Case("torch", MODEL, BATCH, "cpu", "inference", "fp32", SHAPE, threads=threads, settings=settings)
+    prepared = backends.get("torch").prepare(case)
+
+    def block(hz: float):
+        c = Case("torch", MODEL, BATCH, "cpu", "inference", "fp32", SHAPE, threads=threads,
+                 settings=Settings(**{**settings.to_dict(), "telemetry_hz": hz}))
+        with Telemetry.for_case(c, prepared.runtime) as tel, prepared.context():
+            timing = measure(prepared.step, c.settings, clock=tel.edge_clock(), timed_window=tel.sampling)
+            telemetry, _ = tel.report(BATCH * timing.iterations, timing.timed_wall_s)
+        return BATCH * timing.iterations / timing.timed_wall_s, telemetry
+
+    print(f"paired blocks in one prepared case: {pairs} pairs × {seconds:g} s per block, ABBA order")
+    print(f"{'pair':>5}  {'order':<8} {'on/s':>10} {'off/s':>10} {'ratio':>7}  {'ticks':>5} {'missed':>6}  other")
+    block(hz_on), block(0.0)  # thrown away
+    ratios, busy = [], []
+    for r in range(pairs):
+        order = ["on", "off"] if r % 2 == 0 else ["off", "on"]
+        got, load = {}, {}
+        for name in order:
+            with OtherLoad() as load[name]:
+                got[name] = block(hz_on if name == "on" else 0.0)
+        (on, tel), (off, _) = got["on"], got["off"]
+        other, disturbed = fmt_load(load["on"].cores, load["off"].cores)
+        ratios.append(on / off)
+        busy.append(disturbed)
+        print(f"{r + 1:>5}  {'>'.join(order):<8} {on:>10,.0f} {off:>10,.0f} {on / off:>7.3f}  "
+              f"{tel['ticks_in_window']:>5} {tel['missed_ticks']:>6}  {other}", flush=True)
+    q = sorted(r for r, b in zip(ratios, busy) if not b) or sorted(ratios)
+    ci = median_ci(q)
+    print(f"pair ratios ({len(q)} used): min {q[0]:.3f}, quartiles {q[len(q) // 4]:.3f} / {q[(3 * len(q)) // 4]:.3f}, "
+          f"max {q[-1]:.3f}; 95% CI of the median " + (f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "n/a (too few pairs)"))
+    return verdict(f"telemetry {hz_on:g} Hz / off (paired blocks)", ratios, busy, LOW, HIGH, min_quiet=8)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
@@ -58,10 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="compute threads (default: every core; fewer leaves the sampler a core of its own)")
     ap.add_argument("--hz", type=float, default=HZ_ON, help="sampler rate of the 'on' side (default 100, the maximum)")
+    ap.add_argument("--paired", type=int, default=0, metavar="N",
+                    help="N pairs of on/off blocks in one prepared case instead of whole workers")
     args = ap.parse_args(argv)
     hz_on = args.hz
 
     threads = args.threads or len(os.sched_getaffinity(0))
+    if args.paired:
+        print(f"{MODEL} bs{BATCH} input {'×'.join(map(str, SHAPE))} cpu inference fp32, threads={threads}, "
+              f"torch {torch.__version__}; telemetry {hz_on:g} Hz vs off")
+        ok = paired(args.paired, threads, args.seconds, hz_on)
+        return 1 if (args.check and not ok) else 0
     print(f"{MODEL} bs{BATCH} input {'×'.join(map(str, SHAPE))} cpu inference fp32, threads={threads}, "
           f"torch {torch.__version__}, {args.rounds} rounds × {args.seconds:g} s per side; "
           f"telemetry {hz_on:g} Hz vs off")  # fmt: skip
