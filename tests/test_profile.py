@@ -60,8 +60,10 @@ def test_tensorflow_profile_window(tmp_path):
     assert prof["top_device_ops"] is None and prof["device_ops_reason"]
     assert prof["calls_source"].startswith("host: Chrome trace")
     # each op runs the same number of times per iteration; TensorFlow's trace now and then loses or
-    # adds an event at the window's edge (seen once in CI), so one op may be off
-    assert sum(o["calls"] % 5 != 0 for o in ops) <= 1, ops
+    # adds an event at the window's edge (seen in CI: one op off, another time two of 15), so a
+    # quarter of the ops may be off by such an event — the rest must count whole iterations
+    off = [o for o in ops if o["calls"] % 5 != 0]
+    assert len(ops) >= 4 and len(off) <= len(ops) // 4, ops
 
 
 def _table(rows):
