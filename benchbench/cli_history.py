@@ -66,6 +66,8 @@ def add_parsers(sub) -> None:
     c.add_argument("--store", metavar="URL", help=STORE_HELP + "; also gives the between-run noise")
     c.add_argument("--suite", help="store references: only runs of this suite")
     c.add_argument("--threshold", type=_threshold, default=0.05, help="smallest change that matters (default 5%%)")
+    c.add_argument("--fdr", type=_threshold, default=0.05,
+                   help="false discovery rate across cases × metrics (Benjamini–Hochberg; default 0.05)")
     fmt = c.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true", help="a Markdown table (for a PR comment)")
     fmt.add_argument("--json", action="store_true", help="the comparison as JSON")
@@ -188,7 +190,7 @@ def cmd_compare(args) -> int:
     try:
         base = _load(args.base, store, args.suite)
         cand = _load(args.cand, store, args.suite)
-        cmp = compare.compare_runs(base, cand, threshold=args.threshold, store=store)
+        cmp = compare.compare_runs(base, cand, threshold=args.threshold, store=store, fdr=args.fdr)
     finally:
         if store is not None:
             store.close()

@@ -17,6 +17,12 @@ The rules (what keeps the gate from crying wolf):
 * A verdict is *regressed* / *improved* when the change is at least the threshold and
   the interval excludes no change; *unchanged* when the whole interval lies within
   ± threshold; *inconclusive* otherwise (too noisy to say either way).
+* **Many cases × metrics at once.** Each row's interval is a 95% one, so among 100 rows
+  of unchanged code a few would exclude "no change" by chance. Every row with an
+  interval also gets the p-value of "no change" from the same spread, and a
+  regressed / improved row stands only when it also passes Benjamini–Hochberg at
+  ``fdr`` (5%) across all the comparison's rows; one that does not becomes
+  *inconclusive*, with a note saying so.
 """
 
 from __future__ import annotations
@@ -153,6 +159,34 @@ class Row:
     confirmed: bool  # between-run noise from history (False: within-run only, "unconfirmed")
     noise: str  # "within-run" | "between-run (n=…)" | ""
     note: str = ""
+    p: float | None = None  # two-sided p-value of "no change", from the interval's spread
+
+
+def ratio_p_value(ratio: float, low: float, high: float) -> float | None:
+    """The two-sided p-value of "no change" for a ratio whose ≈95% interval (symmetric in
+    log) is [low, high]: the spread is read back from the interval's width."""
+    if not (ratio > 0 and 0 < low < high):
+        return None
+    sigma = math.log(high / low) / 2 / Z95
+    return min(1.0, 2 * normal_sf(abs(math.log(ratio)) / sigma))
+
+
+def control_fdr(rows: list[Row], fdr: float) -> None:
+    """Give each row with an interval its p-value, then demote to *inconclusive* every
+    regressed / improved row that Benjamini–Hochberg at ``fdr`` over those rows rejects."""
+    tested = []
+    for r in rows:
+        if r.ratio is not None and r.low is not None and r.high is not None:
+            r.p = ratio_p_value(r.ratio, r.low, r.high)
+            if r.p is not None:
+                tested.append(r)
+    passed = benjamini_hochberg([r.p for r in tested], fdr)
+    for r, ok in zip(tested, passed):
+        if r.verdict in ("regressed", "improved") and not ok:
+            was = r.verdict
+            r.verdict = "inconclusive"
+            r.note = (f"{was} alone (p={r.p:.2g}), not across the {len(tested)} comparisons "
+                      f"(Benjamini–Hochberg, FDR {fdr:g})" + (f"; {r.note}" if r.note else ""))
 
 
 def judge(ratio: float, rel_spread: float, worse_when_higher: bool, threshold: float) -> tuple[str, float, float]:
@@ -168,9 +202,11 @@ def judge(ratio: float, rel_spread: float, worse_when_higher: bool, threshold: f
 
 
 def compare_runs(base: Run, cand: Run, *, threshold: float = DEFAULT_THRESHOLD, store=None,
-                 metrics: tuple[str, ...] = METRICS, window: int = HISTORY_WINDOW) -> "Comparison":
+                 metrics: tuple[str, ...] = METRICS, window: int = HISTORY_WINDOW,
+                 fdr: float = 0.05) -> "Comparison":
     """Per case and metric, the verdict of ``cand`` against ``base``. With ``store``,
-    the series' earlier runs (same case, same context) give the between-run noise."""
+    the series' earlier runs (same case, same context) give the between-run noise; the
+    false discovery rate over all rows is held at ``fdr``."""
     b_by = {r.case_id: r for r in base.records}
     c_by = {r.case_id: r for r in cand.records}
     rows: list[Row] = []
@@ -195,6 +231,7 @@ def compare_runs(base: Run, cand: Run, *, threshold: float = DEFAULT_THRESHOLD, 
             if metric_value(b, metric) is None and metric_value(c, metric) is None:
                 continue  # not measured here (e.g. energy without RAPL/NVML): no row
             rows.append(_compare_metric(cid, label, metric, b, c, history, threshold))
+    control_fdr(rows, fdr)
     return Comparison(base=base, cand=cand, rows=rows, threshold=threshold,
                       context_diff=context_difference(base, cand))
 

@@ -104,6 +104,38 @@ def test_within_run_spread_is_widened_so_a_small_real_looking_change_is_not_a_ve
     assert verdicts(cmp) == {"seed_mlp": "inconclusive"}
 
 
+def test_a_borderline_change_alone_regresses_among_many_unchanged_cases_it_is_inconclusive():
+    """95% intervals over many rows: Benjamini–Hochberg across the comparison keeps a
+    lone borderline verdict from being one of the chance exclusions of "no change"."""
+    def spread_for_p(target_p, change, n=40):  # the within-run spread that gives this p (by search)
+        lo, hi = 0.001, 0.5
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            cmp = compare.compare_runs(run("b", [record(spread=mid, n=n)]),
+                                       run("c", [record(median=0.01 * (1 + change), spread=mid, n=n)]))
+            p = next(r.p for r in cmp.rows if r.metric == "throughput")
+            lo, hi = (mid, hi) if p < target_p else (lo, mid)
+        return mid
+
+    sp = spread_for_p(0.01, 0.08)
+    alone = compare.compare_runs(run("b", [record(spread=sp)]), run("c", [record(median=0.0108, spread=sp)]))
+    row = next(r for r in alone.rows if r.metric == "throughput")
+    assert row.verdict == "regressed" and row.p == pytest.approx(0.01, rel=0.05)
+    models = ["seed_mlp", "seed_cnn", "seed_cnn4", "resnet18", "resnet34", "resnet50", "mobilenet_v2",
+              "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny"]
+    base = [record("alexnet", spread=sp)] + [record(m) for m in models]
+    cand = [record("alexnet", median=0.0108, spread=sp)] + [record(m) for m in models]
+    cand[2] = record("seed_cnn", median=0.02)  # and one real 2× slowdown
+    many = compare.compare_runs(run("b", base), run("c", cand))
+    v = verdicts(many)
+    assert v["alexnet"] == "inconclusive" and v["seed_cnn"] == "regressed" and v["seed_mlp"] == "unchanged"
+    border = next(r for r in many.rows if r.label.startswith("torch/alexnet/") and r.metric == "throughput")
+    assert "regressed alone" in border.note and "Benjamini–Hochberg" in border.note
+    assert all(r.p is not None for r in many.rows)
+    # a looser FDR lets it through again
+    assert verdicts(compare.compare_runs(run("b", base), run("c", cand), fdr=0.5))["alexnet"] == "regressed"
+
+
 def test_new_missing_and_failed_cases():
     base = run("b", [record("seed_mlp"), record("seed_cnn"), record("seed_cnn4")])
     cand = run("c", [record("seed_mlp"), failed("seed_cnn4"), record("resnet18")])
