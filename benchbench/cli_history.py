@@ -127,16 +127,17 @@ def add_parsers(sub) -> None:
     afmt.add_argument("--json", action="store_true")
 
 
-def _open(url):
-    from benchbench.store import Store
+def _open(url, reading: str | None = None):
+    """The store at ``url``; ``reading`` (the command's name) when it must already exist."""
+    from benchbench.store import Store, open_existing
 
-    return Store(url)
+    return open_existing(url, reading) if reading else Store(url)
 
 
 def cmd_store_export(args) -> int:
     from benchbench.exports import export
 
-    store = _open(args.store) if args.store or not Path(args.ref).exists() else None
+    store = _open(args.store, "store export") if args.store or not Path(args.ref).exists() else None
     try:
         run = _load(args.ref, store, None)
     finally:
@@ -186,7 +187,7 @@ def cmd_compare(args) -> int:
     store = None
     default_db = Path(resolve_url(DEFAULT_URL).split(":///", 1)[1])
     if args.store or default_db.exists():
-        store = _open(args.store)
+        store = _open(args.store, "compare")
     try:
         base = _load(args.base, store, args.suite)
         cand = _load(args.cand, store, args.suite)
@@ -236,7 +237,7 @@ def cmd_history(args) -> int:
     cps = changepoints.available()
     if not cps:
         _err("note: no change points: they need the ruptures library (pip install ruptures)")
-    s = _open(args.store)
+    s = _open(args.store, "history")
     try:
         out = []
         suite_runs = {r["run_id"] for r in s.runs(args.suite)} if args.suite else None
@@ -293,7 +294,7 @@ def cmd_check(args) -> int:
     if args.confirm and not (args.confirm_a and args.confirm_b):
         raise UserError("--confirm needs --confirm-a PYTHON (the baseline's environment) and "
                         "--confirm-b PYTHON (the candidate's)")
-    s = _open(args.store)
+    s = _open(args.store, "check")
     try:
         run_id = s.resolve(args.run or "latest", args.suite)
         rows = compare.check_latest(s, run_id, threshold=args.threshold, window=args.window,

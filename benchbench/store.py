@@ -179,6 +179,19 @@ def resolve_url(url: str | None) -> str:
     return url
 
 
+def open_existing(url: str | None, who: str) -> "Store":
+    """The store a reading command (``compare``, ``history``, ``check``, ``report``, an
+    export) needs: a SQLite file that does not exist is an error naming it — never
+    created empty, which would turn a mistyped path into "no runs"."""
+    resolved = resolve_url(url)
+    if resolved.startswith("sqlite:///"):
+        path = resolved.split(":///", 1)[1]
+        if path != ":memory:" and not Path(path).is_file():
+            raise UserError(f"{who}: no such SQLite store {path} (runs get into one with "
+                            f"`benchbench run SUITE --store {url or path}` or `benchbench store import`)")
+    return Store(url)
+
+
 class Store:
     """A history store at ``url``; the schema is created or checked on first use."""
 

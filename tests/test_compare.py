@@ -290,6 +290,21 @@ def test_compare_cli_bad_input_is_exit_2_naming_the_file(tmp_path, capsys, monke
     assert e.value.code == 2
 
 
+@pytest.mark.parametrize("argv", [["compare", "latest~1", "latest"], ["history"], ["check", "--latest"],
+                                  ["store", "export", "latest", "--format", "csv"]])
+def test_reading_commands_never_create_a_missing_store(tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    typo = tmp_path / "histroy.db"
+    assert cli.main([*argv, "--store", str(typo)]) == 2
+    err = capsys.readouterr().err
+    assert f"no such SQLite store {typo}" in err and "store import" in err and "Traceback" not in err
+    assert not typo.exists()
+    s = st.Store(f"sqlite:///{tmp_path / 'history.db'}")  # an existing (empty) store opens as before
+    s.close()
+    assert cli.main([*argv, "--store", str(tmp_path / "history.db")]) == 2
+    assert "no runs" in capsys.readouterr().err or argv == ["history"]
+
+
 def test_compare_cli_warns_when_contexts_differ(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     b = run_dir(tmp_path, "base", [record()])

@@ -100,12 +100,9 @@ def build_report(run_dirs, out_path=None, baseline: str | None = None, fmt: str 
         secs.insert(min(1, len(secs)), hw_section.section(runs, reference, catalogue))
     if store is not None:
         from benchbench.report import history
-        from benchbench.store import Store, resolve_url
+        from benchbench.store import open_existing
 
-        url = resolve_url(store)
-        if url.startswith("sqlite:///") and not Path(url.split(":///", 1)[1]).is_file():
-            raise UserError(f"report --store {store}: no such SQLite store (a report never creates one)")
-        s = Store(store)
+        s = open_existing(store, "report --store")
         try:
             hist = history.section(history.run_series(runs, s, history_metric), s.display_url)
         finally:
