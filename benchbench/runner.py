@@ -78,7 +78,8 @@ def select(cases: tuple[Case, ...], filters: list[str]) -> list[Case]:
     parsed = [parse_filter(f) for f in filters]
     chosen = [c for c in cases if any(_matches(c, t) for t in parsed)]
     if not chosen:
-        raise UserError(f"--filter {' | '.join(filters)} matches none of the suite's {len(cases)} cases")
+        raise UserError(f"--filter {' | '.join(filters)} matches none of the suite's {len(cases)} cases "
+                        f"(labels look like {cases[0].label}; keys: {', '.join(FILTER_KEYS)})")
     return chosen
 
 
@@ -105,7 +106,11 @@ class RunResult:
 def new_run_dir(out_root: Path, suite: Suite) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir = out_root / suite.name / f"{stamp}-{secrets.token_hex(3)}"
-    run_dir.mkdir(parents=True)
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as e:
+        raise UserError(f"--out {out_root}: cannot create the run directory {run_dir} "
+                        f"({e.strerror or type(e).__name__})") from None
     return run_dir
 
 

@@ -39,6 +39,20 @@ def test_missing_suite_file_is_exit_2_one_line(tmp_path):
     assert proc.stderr.strip() == f"{tmp_path / 'nope.yaml'}: no such file"
 
 
+def test_an_out_dir_that_cannot_be_made_and_a_filter_that_matches_nothing(tmp_path):
+    suite = write(tmp_path / "s.yaml", "name: s\nmatrix:\n  model: [seed_mlp]\n  batch_size: [1]\n")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    proc = bb("run", suite, "--out", blocker)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: --out {blocker}: cannot create the run directory {blocker}/s/")
+    assert "(Not a directory)" in proc.stderr
+    proc = bb("run", suite, "--filter", "resnet", "--out", tmp_path / "out")
+    assert proc.returncode == 2 and "matches none of the suite's 1 cases" in proc.stderr
+    assert "torch/seed_mlp/bs1/cpu/inference/fp32" in proc.stderr  # what a label looks like
+    assert not (tmp_path / "out").exists()  # nothing started, nothing written
+
+
 def test_resume_of_something_that_is_not_a_run(tmp_path):
     proc = bb("run", "--resume", tmp_path)
     assert proc.returncode == 2 and "not a benchbench run directory" in proc.stderr
