@@ -102,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return EXIT_INTERRUPTED
+    except OSError as e:  # a file the user named that cannot be read or written: say which and why
+        if e.filename is None:
+            raise
+        _err(f"error: {e.filename}: {e.strerror or type(e).__name__}")
+        return EXIT_USER_ERROR
 
 
 def cmd_validate(args) -> int:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,9 +84,31 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _drop_torn_tail(path: str | os.PathLike) -> None:
+    """A file whose last line was torn by a crash mid-write (no final newline) loses that
+    partial line before anything is appended — else the next record would be glued onto
+    it and both lost (``--resume`` after a crash appends to such a file)."""
+    try:
+        with open(path, "rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return
+            f.seek(0)
+            keep = f.read().rfind(b"\n") + 1
+            f.truncate(keep)
+    except FileNotFoundError:
+        return
+    print(f"warning: {path}: dropped a torn last line ({size - keep} bytes, a crash mid-write) before "
+          f"appending", file=sys.stderr)
+
+
 def append_record(path: str | os.PathLike, record: Record) -> None:
     """Append one record as a JSON line, flushed and fsynced: a crash later loses nothing."""
     line = json.dumps(_finite(record.to_dict()), separators=(",", ":"), allow_nan=False)
+    _drop_torn_tail(path)
     with open(path, "a", encoding="utf-8") as f:
         f.write(line + "\n")
         f.flush()
@@ -108,8 +131,10 @@ def read_records(path: str | os.PathLike) -> list[Record]:
         try:
             d = json.loads(line)
         except json.JSONDecodeError as e:
-            if i == len(lines):
-                break  # torn final write
+            if i == len(lines):  # torn final write (a crash mid-write): the records before it stand
+                print(f"warning: {p}:{i}: ignored a torn last line (not JSON: {e.msg}); "
+                      f"the {len(records)} records before it are kept", file=sys.stderr)
+                break
             raise UserError(f"{p}:{i}: not a JSON record ({e.msg})") from None
         records.append(Record.from_dict(d))
     return records

@@ -53,6 +53,21 @@ def test_an_out_dir_that_cannot_be_made_and_a_filter_that_matches_nothing(tmp_pa
     assert not (tmp_path / "out").exists()  # nothing started, nothing written
 
 
+def test_outputs_that_cannot_be_written_are_exit_2_naming_the_file(tmp_path):
+    from benchbench.report.synthetic import make_record, write_run
+
+    run = write_run(tmp_path / "run", [make_record("seed_mlp", 1), make_record("seed_cnn", 8)])
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    proc = bb("report", run, "-o", blocker / "r.html")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"error: report: cannot write {blocker / 'r.html'} (File exists: {blocker})"
+    proc = bb("store", "export", run, "--format", "csv", "-o", blocker / "x.csv")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"error: {blocker / 'x.csv'}: Not a directory"
+    assert blocker.read_text() == ""
+
+
 def test_resume_of_something_that_is_not_a_run(tmp_path):
     proc = bb("run", "--resume", tmp_path)
     assert proc.returncode == 2 and "not a benchbench run directory" in proc.stderr

@@ -28,15 +28,19 @@ def test_round_trip_and_dataframe(tmp_path):
     assert df.loc[0, "case_id"] == recs[0].case_id
 
 
-def test_a_torn_last_line_is_ignored_but_a_bad_middle_line_is_an_error(tmp_path):
+def test_a_torn_last_line_is_ignored_but_a_bad_middle_line_is_an_error(tmp_path, capsys):
     path = tmp_path / "results.jsonl"
     append_record(path, _record())
     with open(path, "a") as f:
         f.write('{"case": {"mod')
     assert len(read_records(path)) == 1
+    assert "ignored a torn last line" in capsys.readouterr().err
+    append_record(path, _record())  # what --resume does next: the torn part goes, nothing is glued to it
+    assert "dropped a torn last line (14 bytes" in capsys.readouterr().err
+    assert len(read_records(path)) == 2 and path.read_text().count("\n") == 2
     with open(path, "a") as f:
-        f.write("\n" + json.dumps(_record().to_dict()) + "\n")
-    with pytest.raises(UserError, match=r"results.jsonl:2: not a JSON record"):
+        f.write('{"case": {"mod\n' + json.dumps(_record().to_dict()) + "\n")
+    with pytest.raises(UserError, match=r"results.jsonl:3: not a JSON record"):
         read_records(path)
 
 

@@ -112,10 +112,14 @@ def build_report(run_dirs, out_path=None, baseline: str | None = None, fmt: str 
     title, head = page.header(runs, df, baseline)
     text = page.render(title, head, secs, plotly.offline.get_plotlyjs())
     out = Path(out_path) if out_path is not None else default_out(run_dirs)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out)
+    except OSError as e:
+        raise UserError(f"report: cannot write {out} ({e.strerror or type(e).__name__}"
+                        + (f": {e.filename}" if e.filename and str(e.filename) != str(tmp) else "") + ")") from None
     if fmt is not None:
         static.export([f for s in secs for f in s.figures], static.figures_dir(out), fmt)
     return out
