@@ -322,7 +322,7 @@ def _run_dir(path, host, name, throughput, energy=None):
     return path
 
 
-def test_report_hardware_section(tmp_path):
+def test_report_hardware_section(tmp_path, capsys):
     pytest.importorskip("plotly")
     from benchbench.cli import main
 
@@ -355,6 +355,11 @@ def test_report_hardware_section(tmp_path):
     assert h["throughput_rel"] == pytest.approx(3.0) and h["achieved_flops"] == pytest.approx(3 * 8.18e9 * 3000)
     unknown = next(r for r in rows if r["device"] == "unknown")
     assert unknown["mfu"] is None and unknown["throughput_rel"] == pytest.approx(0.05)
+    # a reference that names no machine there is an error listing them, not a silent fallback
+    assert main(["report", str(a), str(b), "-o", str(tmp_path / "r2.html"), "--hardware", "--reference", "TPU v5"]) == 2
+    err = capsys.readouterr().err
+    assert "--reference 'TPU v5' matches none of the machines" in err and "box-b" in err
+    assert not (tmp_path / "r2.html").exists()
 
 
 # --- profiling ------------------------------------------------------------------------------------

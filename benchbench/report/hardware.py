@@ -14,6 +14,7 @@ import socket
 import plotly.graph_objects as go
 
 from benchbench import hardware as hw
+from benchbench.errors import UserError
 from benchbench.report.figures import base_layout, esc, slug
 from benchbench.report.page import Section, _table, _td
 
@@ -48,11 +49,16 @@ def label_machines(data: list[dict]) -> list[dict]:
 def normalise(data: list[dict], reference: str | None) -> tuple[list[dict], str | None]:
     """Add ``<metric>_rel``: each figure over the reference machine's figure for the same
     case (framework, model, batch, mode, variant). The reference is the first machine whose
-    label contains ``reference`` (case-insensitive), else the first machine."""
+    label contains ``reference`` (case-insensitive); without one, the first machine. A
+    ``reference`` that matches no machine is an error naming those there are."""
     machines = list(dict.fromkeys(machine(r) for r in data))
     if not machines:
         return data, None
-    ref = next((m for m in machines if reference and reference.lower() in m.lower()), machines[0])
+    ref = next((m for m in machines if reference and reference.lower() in m.lower()), None)
+    if ref is None and reference:
+        raise UserError(f"--reference {reference!r} matches none of the machines in these runs: "
+                        + "; ".join(machines))
+    ref = ref or machines[0]
     base = {tuple(r.get(k) for k in KEY): r for r in data if machine(r) == ref}
     for r in data:
         b = base.get(tuple(r.get(k) for k in KEY))
