@@ -78,8 +78,9 @@ def select(cases: tuple[Case, ...], filters: list[str]) -> list[Case]:
     parsed = [parse_filter(f) for f in filters]
     chosen = [c for c in cases if any(_matches(c, t) for t in parsed)]
     if not chosen:
+        example = f"labels look like {cases[0].label}; " if cases else ""
         raise UserError(f"--filter {' | '.join(filters)} matches none of the suite's {len(cases)} cases "
-                        f"(labels look like {cases[0].label}; keys: {', '.join(FILTER_KEYS)})")
+                        f"({example}keys: {', '.join(FILTER_KEYS)})")
     return chosen
 
 
