@@ -371,6 +371,21 @@ def test_counter_rates_bridge_ticks_without_a_reading():
     assert series["cpu.busy_pct"] == pytest.approx([25.0] * 4) and "cpu.total_s" not in series
 
 
+def test_a_fully_busy_machine_is_100_percent_not_a_rounding_error_above():
+    src = FakeSource(name="cpu", domain=None, channels=(
+        Channel("busy_s", kind="counter", rate="busy_pct", rate_scale=100.0, per="total_s"),
+        Channel("total_s", kind="counter")))  # fmt: skip
+    times = [0.0, 0.1, 0.2, 0.3]
+    # every CPU second busy; the sums of /proc/stat's fields round differently (seen in CI: 100.00000000003)
+    rows = [(1000.1 * i + 0.3, 1000.1 * i + 0.3 - 1e-7 * i) for i in range(4)]  # busy 1e-10 over
+    _, summary = series_and_summary([Reading.of(src, times, rows)], times, 0.05, 0.25, max_points=4)
+    assert summary["cpu.busy_pct"]["mean"] == 100.0
+    # a real excess is not hidden: busy above its whole by more than rounding stays visible
+    rows = [(1.1 * i, 1.0 * i) for i in range(4)]
+    _, summary = series_and_summary([Reading.of(src, times, rows)], times, 0.05, 0.25, max_points=4)
+    assert summary["cpu.busy_pct"]["mean"] == pytest.approx(110.0)
+
+
 # ------------------------------------------------------------------ RAPL on the fixture tree
 
 

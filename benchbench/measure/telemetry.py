@@ -380,8 +380,12 @@ def series_and_summary(readings: list[Reading], times: list[float], t0: float, t
                         return None
                     delta = counter_delta(times, col, ta, tb)
                     span = counter_delta(times, r.columns[ch.per], ta, tb) if ch.per else tb - ta
-                    ok = delta is not None and span is not None and span > 0
-                    return delta / span * ch.rate_scale if ok else None
+                    if delta is None or span is None or span <= 0:
+                        return None
+                    value = delta / span
+                    if ch.per and 1.0 < value <= 1.0 + 1e-9:  # a part of its whole (busy of all CPU
+                        value = 1.0  # time), over only by float rounding on a fully busy machine
+                    return value * ch.rate_scale
 
                 series[key] = [_round(rate(times[max(inside[g[0]] - 1, 0)], times[inside[g[-1]]])) for g in groups]
                 summary[key] = {"mean": rate(t0, t1)}
