@@ -36,6 +36,7 @@ Exit status is 0 unless ``--check`` is given and the result is FAIL (then 1).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -70,8 +71,7 @@ def paired(pairs: int, threads: int, seconds: float, hz_on: float) -> bool:
     prepared = backends.get("torch").prepare(case)
 
     def block(hz: float):
-        c = Case("torch", MODEL, BATCH, "cpu", "inference", "fp32", SHAPE, threads=threads,
-                 settings=Settings(**{**settings.to_dict(), "telemetry_hz": hz}))
+        c = dataclasses.replace(case, settings=dataclasses.replace(settings, telemetry_hz=hz))
         with Telemetry.for_case(c, prepared.runtime) as tel, prepared.context():
             timing = measure(prepared.step, c.settings, clock=tel.edge_clock(), timed_window=tel.sampling)
             telemetry, _ = tel.report(BATCH * timing.iterations, timing.timed_wall_s)
@@ -114,14 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     hz_on = args.hz
 
     threads = args.threads or len(os.sched_getaffinity(0))
+    rounds = "" if args.paired else f", {args.rounds} rounds × {args.seconds:g} s per side"
+    print(f"{MODEL} bs{BATCH} input {'×'.join(map(str, SHAPE))} cpu inference fp32, threads={threads}, "
+          f"torch {torch.__version__}{rounds}; telemetry {hz_on:g} Hz vs off")  # fmt: skip
     if args.paired:
-        print(f"{MODEL} bs{BATCH} input {'×'.join(map(str, SHAPE))} cpu inference fp32, threads={threads}, "
-              f"torch {torch.__version__}; telemetry {hz_on:g} Hz vs off")
         ok = paired(args.paired, threads, args.seconds, hz_on)
         return 1 if (args.check and not ok) else 0
-    print(f"{MODEL} bs{BATCH} input {'×'.join(map(str, SHAPE))} cpu inference fp32, threads={threads}, "
-          f"torch {torch.__version__}, {args.rounds} rounds × {args.seconds:g} s per side; "
-          f"telemetry {hz_on:g} Hz vs off")  # fmt: skip
     print(f"{'round':>5}  {'order':<8} {'on/s':>10} {'off/s':>10} {'ratio':>7}  {'ticks':>5} {'missed':>6}  other")
     side(hz_on, threads, 0.5), side(0.0, threads, 0.5)  # the thrown-away warm-up round
     ratios, busy, last_on = [], [], None
