@@ -6,6 +6,10 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from benchbench.data_spec import DataConfig
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,8 @@ class Case:
     input_shape: tuple[int, ...]
     threads: int | None = None
     optimizer: str = "adam"
-    devices: int = 1  # > 1: data-parallel over this many devices (benchbench.distributed)
-    data: "DataConfig | None" = None  # a real input pipeline (benchbench.data.config); None = synthetic
+    devices: int = 1  # > 1: data-parallel over this many devices (benchbench.worker.data_parallel)
+    data: "DataConfig | None" = None  # a real input pipeline (benchbench.data_spec); None = synthetic
     settings: Settings = field(default_factory=Settings, compare=False, hash=False)
 
     def identity(self) -> dict:
@@ -85,10 +89,7 @@ class Case:
 
     @property
     def label(self) -> str:
-        return (
-            f"{self.framework}/{self.model}/bs{self.batch_size}/{self.device}/"
-            f"{self.mode}/{self.variant}" + (f"/dp{self.devices}" if self.devices != 1 else "")
-        ) + (f"/{self.data.label}" if self.data is not None else "")
+        return case_label(self.to_dict())
 
     def to_dict(self) -> dict:
         d = self.identity()
@@ -120,6 +121,22 @@ class Case:
 def _data_config(d: dict | None):
     if not d:
         return None
-    from benchbench.data.config import DataConfig
+    from benchbench.data_spec import DataConfig
 
     return DataConfig.from_dict(d)
+
+
+def case_label(case: dict) -> str:
+    """The one human-readable label of a case, from its dict (a Case's ``to_dict()`` or a
+    stored record's ``case``): framework/model/bsN/device/mode/variant, then ``/dpN`` for a
+    data-parallel case and the input pipeline's label for a ``data:`` case, so two
+    different cases never share a label."""
+    label = (f"{case.get('framework')}/{case.get('model')}/bs{case.get('batch_size')}/"
+             f"{case.get('device')}/{case.get('mode')}/{case.get('variant')}")
+    devices = int(case.get("devices") or 1)
+    if devices != 1:
+        label += f"/dp{devices}"
+    data = case.get("data")
+    if data:
+        label += f"/{_data_config(data).label}"
+    return label

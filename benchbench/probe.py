@@ -61,6 +61,15 @@ def device_skip_reason(framework: str, device: str) -> str | None:
     return None
 
 
+def skip_reason(case) -> str | None:
+    """Why ``case`` cannot run on this machine (decided without starting a worker): its
+    device, or a variant the device or mode lacks."""
+    from benchbench.registry import variant_support
+
+    return device_skip_reason(case.framework, case.device) or variant_support(
+        case.framework, case.variant, case.device, case.mode)
+
+
 def main(argv: list[str]) -> int:
     from benchbench import backends
 

@@ -147,7 +147,7 @@ def variant_problem(name: str) -> str | None:
 def variant_support(framework: str, variant: str, device: str, mode: str) -> str | None:
     """Why ``variant`` cannot run for this framework, device and mode (a skip reason), or
     None when the table allows it (the backend may still skip on what only the machine knows)."""
-    if mode == "data" and variant == "fp32":  # the loader alone: no model, no variant (benchbench.data)
+    if mode == "data" and variant == "fp32":  # the loader alone: no model, no variant (benchbench.pipelines)
         return None
     problem = variant_problem(variant)
     if problem:

@@ -39,7 +39,7 @@ class Record:
     runtime: dict = field(default_factory=dict)  # versions, threads, device name, math modes
     telemetry: dict = field(default_factory=dict)  # sampler rate, sources, summary, series (≤ 300 points)
     energy: dict = field(default_factory=dict)  # per domain: source, J, W, J/sample, samples/J (None + reason)
-    pipeline: dict = field(default_factory=dict)  # data: pipelines: config, loader/model/end-to-end rates, bound (benchbench.data)
+    pipeline: dict = field(default_factory=dict)  # data: pipelines: config, loader/model/end-to-end rates, bound (benchbench.pipelines)
     fidelity: dict = field(default_factory=dict)  # vs the fp32 reference: top1_agreement, max/mean_abs_diff (benchbench.variants.fidelity)
     started_at: str | None = None  # ISO 8601, UTC
     ended_at: str | None = None

@@ -101,7 +101,7 @@ def main() -> int:
 
     from benchbench.executors import local
     from benchbench.executors.ray import RayExecutor
-    from benchbench.suite import load_suite
+    from benchbench.suite.schema import load_suite
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_ray-"))
     out = Path(args.out) if args.out else tmp / "results"

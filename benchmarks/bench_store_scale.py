@@ -32,8 +32,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from benchbench import cli
-from benchbench import store as st
-from benchbench.case import Case
+from benchbench.history import store as st
+from benchbench.case import Case, case_label
 from benchbench.measure.stats import summarize
 from benchbench.results import Record
 
@@ -70,7 +70,7 @@ def fill(url: str, cases: int, runs: int, seed: int = 1) -> float:
             d["stats"] = {**d["stats"], "median": d["stats"]["median"] * f, "p99": d["stats"]["p99"] * f,
                           "throughput": d["stats"]["throughput"] / f}
             rows.append({"run_id": f"run{r:05d}", "case_id": rec.case_id, "context": fp,
-                         "label": st.case_label(rec.case), "status": "ok", "started_at": created,
+                         "label": case_label(rec.case), "status": "ok", "started_at": created,
                          "created_at": created, "throughput": d["stats"]["throughput"],
                          "median_s": d["stats"]["median"], "p99_s": d["stats"]["p99"],
                          "peak_rss_bytes": 100 * 2**20, "energy_j_per_sample": None,

@@ -1,5 +1,5 @@
-"""Simulated nights through the check gate's own functions (benchbench.compare.screen and
-decide, benchbench.ab.judge_pairs for the confirm step): how often the gate cries wolf
+"""Simulated nights through the check gate's own functions (benchbench.history.gate.screen and
+decide, benchbench.history.ab.judge_pairs for the confirm step): how often the gate cries wolf
 on unchanged series, and how fast it catches a step.
 
     python benchmarks/nightly_sim.py [--series 20] [--nights 1000] [--confirm-nights 10000] [--seed 1]
@@ -9,7 +9,7 @@ between-run CV of 5%; 5% of nights are bad (an outlier, +20…60% slower). The g
 every night against the last 30 runs: a 5% floor, persistence K of M, BH at 5% across
 the 20 series of a check. No store, no clock: pure numbers, seeded.
 
-The confirm step (``check --confirm``, screen in confirm mode: see compare.decide)
+The confirm step (``check --confirm``, screen in confirm mode: see gate.decide)
 re-measures each flagged series with ``ab``: paired rounds of the baseline build (the
 newest run before the persistence window, night t−M: check's ``baseline_commit``) and
 tonight's build, interleaved in one job. Interleaving cancels what varies between nights
@@ -31,8 +31,8 @@ import argparse
 import math
 import random
 
-from benchbench.ab import judge_pairs
-from benchbench.compare import decide, screen
+from benchbench.history.ab import judge_pairs
+from benchbench.history.gate import decide, screen
 
 WINDOW, THRESHOLD, FDR = 30, 0.05, 0.05
 

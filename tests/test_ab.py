@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from benchbench import ab, cli
+from benchbench import cli
+
+from benchbench.history import ab
 from benchbench.case import Case, Settings
 from benchbench.measure.stats import summarize
 from benchbench.results import Record, read_records
@@ -159,10 +161,10 @@ def test_check_confirm_keeps_a_confirmed_regression_and_drops_an_unconfirmed_one
     monkeypatch.chdir(tmp_path)
     args = ["check", "--store", s.url, "--confirm", "--confirm-a", sys.executable, "--confirm-b",
             f"SIDE=B {sys.executable}", "--confirm-rounds", "3", "--json"]
-    from benchbench import runner
+    from benchbench import probe
     from benchbench.executors import local
 
-    monkeypatch.setattr(runner, "skip_reason", lambda c: None)  # (the real one probes torch in a subprocess)
+    monkeypatch.setattr(probe, "skip_reason", lambda c: None)  # (the real one probes torch in a subprocess)
     # ab's re-measurement finds B as fast as A: not confirmed → exit 0
     monkeypatch.setattr(local, "run_case", FakeWorkers(lambda side, call: 0.01))
     assert cli.main(args) == 0

@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from benchbench import cli, compare
-from benchbench import store as st
+from benchbench import cli
+
+from benchbench.history import compare
+
+from benchbench.history import gate
+
+from benchbench.history import robust
+from benchbench.history import store as st
 from benchbench.case import Case
 from benchbench.measure.stats import summarize
 from benchbench.results import Record, append_record
@@ -55,18 +61,18 @@ def verdicts(cmp, metric="throughput"):
 # --- pure statistics ---------------------------------------------------------------------
 
 def test_robust_statistics_on_known_values():
-    assert compare.median([3, 1, 2]) == 2 and compare.median([4, 1, 2, 3]) == 2.5
-    assert compare.mad([1, 2, 3, 4, 100]) == 1
-    assert compare.robust_cv([1.0, 1.0]) is None
-    assert compare.robust_cv([0.9, 1.0, 1.1]) == pytest.approx(1.4826 * 0.1)
-    assert compare.min_detectable_change(0.05, 3) == pytest.approx(2.8016 * 0.05 * math.sqrt(4 / 3), rel=1e-4)
+    assert robust.median([3, 1, 2]) == 2 and robust.median([4, 1, 2, 3]) == 2.5
+    assert robust.mad([1, 2, 3, 4, 100]) == 1
+    assert robust.robust_cv([1.0, 1.0]) is None
+    assert robust.robust_cv([0.9, 1.0, 1.1]) == pytest.approx(1.4826 * 0.1)
+    assert robust.min_detectable_change(0.05, 3) == pytest.approx(2.8016 * 0.05 * math.sqrt(4 / 3), rel=1e-4)
 
 
 def test_benjamini_hochberg_matches_the_textbook_example():
     p = [0.01, 0.04, 0.03, 0.005, 0.2]
     # sorted 0.005 .01 .03 .04 .2 vs q·k/m = .01 .02 .03 .04 .05 → the first four pass
-    assert compare.benjamini_hochberg(p, 0.05) == [True, True, True, True, False]
-    assert compare.benjamini_hochberg([0.02, 0.03], 0.01) == [False, False]
+    assert robust.benjamini_hochberg(p, 0.05) == [True, True, True, True, False]
+    assert robust.benjamini_hochberg([0.02, 0.03], 0.01) == [False, False]
 
 
 def test_judge_regressed_improved_unchanged_inconclusive():
@@ -181,10 +187,10 @@ def test_history_summary_between_run_cv_and_detectable_change(history_store):
     s = history_store
     ser = next(x for x in s.all_series() if "seed_mlp" in x["label"])
     rows = s.series(ser["case_id"], ser["context"])
-    summ = compare.summarize_series(ser["case_id"], ser["context"], ser["label"], "latency_p99", rows, 0.05)
+    summ = gate.summarize_series(ser["case_id"], ser["context"], ser["label"], "latency_p99", rows, 0.05)
     assert summ.runs == 10
     p99 = [record(median=0.01 * f).stats["p99"] for f in WOBBLE[:10]]
-    assert summ.between_run_cv == pytest.approx(compare.robust_cv(p99))
+    assert summ.between_run_cv == pytest.approx(robust.robust_cv(p99))
     assert summ.min_detectable_change == pytest.approx(2.8016 * summ.between_run_cv * math.sqrt(1 + 1 / 9), rel=1e-4)
     assert summ.too_noisy  # ≈ 4.4% between-run CV cannot gate a 5% threshold with one run
 
@@ -207,7 +213,7 @@ def _gate_store(tmp_path, tail):
 
 
 def _gate(s, **kw):
-    rows = compare.check_latest(s, s.resolve("latest"), **kw)
+    rows = gate.check_latest(s, s.resolve("latest"), **kw)
     return {(r.label.split("/")[1], r.metric): r.verdict for r in rows}
 
 
@@ -360,22 +366,22 @@ def test_store_export_github_action_benchmark_and_csv(tmp_path, capsys):
 
 
 def test_decide_applies_bh_over_every_series_including_noisy_ones():
-    quiet = compare.Screen(baseline=1.0, change=0.0, p=0.5, persistent=0, mdc=0.02)
-    noisy = compare.Screen(baseline=1.0, change=0.01, p=0.3, persistent=0, mdc=0.2)
-    hit = compare.Screen(baseline=1.0, change=0.2, p=0.004, persistent=3, mdc=0.02)
-    assert compare.decide([hit], 0.05, 2, 0.05) == ["regressed"]
+    quiet = gate.Screen(baseline=1.0, change=0.0, p=0.5, persistent=0, mdc=0.02)
+    noisy = gate.Screen(baseline=1.0, change=0.01, p=0.3, persistent=0, mdc=0.2)
+    hit = gate.Screen(baseline=1.0, change=0.2, p=0.004, persistent=3, mdc=0.02)
+    assert gate.decide([hit], 0.05, 2, 0.05) == ["regressed"]
     # among 20 tests BH needs p ≤ 0.05/20 for the smallest: 0.004 is not enough
-    assert compare.decide([hit] + [quiet] * 19, 0.05, 2, 0.05) == ["unchanged"] * 20
-    assert compare.decide([hit] + [noisy] * 19, 0.05, 2, 0.05) == ["unchanged"] + ["too noisy"] * 19
-    once = compare.Screen(baseline=1.0, change=0.2, p=1e-6, persistent=1, mdc=0.02)
-    assert compare.decide([once], 0.05, 2, 0.05) == ["unchanged"]  # one bad night is no alert
-    assert compare.decide([once], 0.05, 1, 0.05) == ["regressed"]
+    assert gate.decide([hit] + [quiet] * 19, 0.05, 2, 0.05) == ["unchanged"] * 20
+    assert gate.decide([hit] + [noisy] * 19, 0.05, 2, 0.05) == ["unchanged"] + ["too noisy"] * 19
+    once = gate.Screen(baseline=1.0, change=0.2, p=1e-6, persistent=1, mdc=0.02)
+    assert gate.decide([once], 0.05, 2, 0.05) == ["unchanged"]  # one bad night is no alert
+    assert gate.decide([once], 0.05, 1, 0.05) == ["regressed"]
 
 
 def test_p_values_from_a_few_runs_get_heavier_tails():
-    assert compare.t_as_z(0.0, 10) == 0.0
-    assert compare.t_as_z(3.0, 10) < 3.0 and compare.t_as_z(-3.0, 10) == -compare.t_as_z(3.0, 10)
-    assert compare.t_as_z(3.0, 1e6) == pytest.approx(3.0, rel=1e-3)
+    assert robust.t_as_z(0.0, 10) == 0.0
+    assert robust.t_as_z(3.0, 10) < 3.0 and robust.t_as_z(-3.0, 10) == -robust.t_as_z(3.0, 10)
+    assert robust.t_as_z(3.0, 1e6) == pytest.approx(3.0, rel=1e-3)
 
 
 # --- energy, change points, the history report, exports ------------------------------------
@@ -400,7 +406,7 @@ def test_check_gates_energy_per_sample_where_records_have_it(tmp_path):
 
 
 def test_change_points_find_a_step_and_nothing_in_a_flat_or_short_series():
-    from benchbench import changepoints
+    from benchbench.history import changepoints
 
     noise = [1.0, 1.02, 0.98, 1.01, 0.99, 1.03, 0.97, 1.0, 1.02, 0.98]
     series = [0.01 * f for f in noise * 2] + [0.012 * f for f in noise * 2]  # latency +20% at run 20
@@ -454,11 +460,11 @@ def test_store_export_pytest_benchmark_parquet_and_energy(tmp_path, capsys):
 
 
 def test_confirm_mode_screen_nominates_noisy_series_the_confirm_then_decides():
-    noisy_step = compare.Screen(baseline=1.0, change=0.10, p=0.08, persistent=0, mdc=0.14, worse_runs=2)
-    noisy_flat = compare.Screen(baseline=1.0, change=0.01, p=0.4, persistent=0, mdc=0.14, worse_runs=0)
-    once = compare.Screen(baseline=1.0, change=0.10, p=0.08, persistent=0, mdc=0.02, worse_runs=1)
+    noisy_step = gate.Screen(baseline=1.0, change=0.10, p=0.08, persistent=0, mdc=0.14, worse_runs=2)
+    noisy_flat = gate.Screen(baseline=1.0, change=0.01, p=0.4, persistent=0, mdc=0.14, worse_runs=0)
+    once = gate.Screen(baseline=1.0, change=0.10, p=0.08, persistent=0, mdc=0.02, worse_runs=1)
     # without the confirm a 10% step in a series that can only see 14% is "too noisy"
-    assert compare.decide([noisy_step, noisy_flat], 0.05, 2, 0.05) == ["too noisy", "too noisy"]
+    assert gate.decide([noisy_step, noisy_flat], 0.05, 2, 0.05) == ["too noisy", "too noisy"]
     # with it, the step is nominated (ab re-measures it); the flat series still says too noisy
-    assert compare.decide([noisy_step, noisy_flat, once], 0.05, 2, 0.05, confirm=True) == [
+    assert gate.decide([noisy_step, noisy_flat, once], 0.05, 2, 0.05, confirm=True) == [
         "regressed", "too noisy", "unchanged"]

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from benchbench.data import bound, presets
-from benchbench.data.config import DataConfig
-from benchbench.data.generate import ensure, generate, list_images
+from benchbench.pipelines import bound, presets
+from benchbench.data_spec import DataConfig
+from benchbench.pipelines.generate import ensure, generate, list_images
 from benchbench.errors import UserError
-from benchbench.suite import parse_suite
+from benchbench.suite.schema import parse_suite
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = ["none", "light", "seed", "heavy"]
@@ -67,7 +67,7 @@ def test_ensure_generates_once(tmp_path):
 def test_torch_preset_shape_dtype_range(image_set, preset):
     import torch
 
-    from benchbench.data.torch_pipeline import TorchPipeline
+    from benchbench.pipelines.torch_pipeline import TorchPipeline
 
     pipe = TorchPipeline(DataConfig(preset=preset), image_set, batch_size=4, input_shape=(3, 40, 40))
     x, y = pipe.next()
@@ -79,7 +79,7 @@ def test_torch_preset_shape_dtype_range(image_set, preset):
 
 
 def test_torch_epochs_restart_inside_next_and_are_counted(image_set):
-    from benchbench.data.torch_pipeline import TorchPipeline
+    from benchbench.pipelines.torch_pipeline import TorchPipeline
 
     pipe = TorchPipeline(DataConfig(preset="none"), image_set, batch_size=5, input_shape=(3, 16, 16))
     for _ in range(5):  # 12 images, drop_last: 2 batches per epoch
@@ -89,7 +89,7 @@ def test_torch_epochs_restart_inside_next_and_are_counted(image_set):
 
 
 def test_torch_corrupt_image_skipped_with_warning_or_failed(tmp_path):
-    from benchbench.data.torch_pipeline import CorruptImage, TorchPipeline
+    from benchbench.pipelines.torch_pipeline import CorruptImage, TorchPipeline
 
     generate(tmp_path / "s", images=6, size=24, classes=2, seed=0)
     bad = tmp_path / "s" / "class_000" / "img_00000.jpg"
@@ -110,8 +110,8 @@ def test_torch_corrupt_image_skipped_with_warning_or_failed(tmp_path):
 
 TF_SCRIPT = textwrap.dedent("""
     import json, sys, warnings
-    from benchbench.data.config import DataConfig
-    from benchbench.data.tf_pipeline import CorruptImage, TfPipeline
+    from benchbench.data_spec import DataConfig
+    from benchbench.pipelines.tf_pipeline import CorruptImage, TfPipeline
     folder, bad_folder = sys.argv[1:3]
     out = {"presets": {}}
     for preset in ["none", "light", "seed", "heavy"]:
@@ -312,7 +312,7 @@ def test_report_section_plots_loader_vs_workers_against_the_model():
 
 
 def test_pipeline_suite_validates_and_matches_its_schema():
-    from benchbench.suite import load_suite, suite_json_schema
+    from benchbench.suite.schema import load_suite, suite_json_schema
 
     suite = load_suite(REPO / "suites" / "pipeline.yaml", catalog=lambda fw: None)
     train = [c for c in suite.cases if c.mode == "train"]

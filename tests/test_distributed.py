@@ -14,11 +14,11 @@ import json
 
 import pytest
 
-from benchbench import distributed
+from benchbench.worker import data_parallel as distributed
 from benchbench.case import Case, Settings
 from benchbench.measure.timing import measure
 from benchbench.results import Record
-from benchbench.suite import parse_suite
+from benchbench.suite.schema import parse_suite
 from conftest import bb, run_dir_of, write
 
 CASE = Case("torch", "seed_cnn", 8, "cpu", "train", "fp32", (3, 32, 32))

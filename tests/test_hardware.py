@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from benchbench import hardware as hw
+from benchbench.hardware import catalogue as hw
 from benchbench.errors import UserError
 
 
@@ -244,7 +244,7 @@ def test_ridge_point(catalogue):
 
 
 def test_hardware_module_imports_no_framework():
-    code = ("import sys, benchbench.hardware as h; h.load_catalogue(); "
+    code = ("import sys, benchbench.hardware.catalogue as h; h.load_catalogue(); "
             "print(sorted(m for m in ('torch', 'tensorflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -343,7 +343,7 @@ def test_report_hardware_section(tmp_path, capsys):
     assert "(×3.00)" in text  # H100 samples/s against the A100's
     assert "not in the device catalogue" in text  # the unknown device says why
 
-    from benchbench.report import data
+    from benchbench.report import frame as data
     from benchbench.report import hardware as section
 
     rows, ref = section.normalise(section.rows(data.load_runs([a, b, c]), hw.load_catalogue([prices], env={})),
@@ -392,7 +392,7 @@ def test_profile_window_after_the_timed_one(tmp_path):
 
 
 def test_profile_setting_in_a_suite(tmp_path):
-    from benchbench.suite import load_suite
+    from benchbench.suite.schema import load_suite
 
     f = tmp_path / "s.yaml"
     f.write_text("name: p\nmatrix: {model: [seed_mlp, seed_cnn], batch_size: [1]}\n"
@@ -423,8 +423,8 @@ SUITE_WITH_CAT = "name: c\nmatrix: {{model: [seed_mlp], batch_size: [1]}}\ncatal
 
 
 def test_suite_catalogue_is_resolved_next_to_the_suite_and_kept_with_the_run(tmp_path):
-    from benchbench import suite_catalogue
-    from benchbench.suite import load_suite
+    from benchbench.suite import catalogue as suite_catalogue
+    from benchbench.suite.schema import load_suite
 
     (tmp_path / "cats").mkdir()
     (tmp_path / "cats" / "mine.yaml").write_text(MY_CAT)
@@ -463,7 +463,7 @@ def test_suite_catalogue_mistakes_name_both_files_and_lines(tmp_path, cat, text,
         (tmp_path / cat).write_text(text)
     (tmp_path / "s.yaml").write_text(SUITE_WITH_CAT.format(cat=cat))
     with pytest.raises(UserError) as e:
-        from benchbench.suite import load_suite
+        from benchbench.suite.schema import load_suite
 
         load_suite(tmp_path / "s.yaml")
     line = next(p for p in e.value.problems if "catalogue" in p)
@@ -473,7 +473,7 @@ def test_suite_catalogue_mistakes_name_both_files_and_lines(tmp_path, cat, text,
 
 def test_run_catalogue_reaches_the_hardware_report(tmp_path):
     pytest.importorskip("plotly")
-    from benchbench import suite_catalogue
+    from benchbench.suite import catalogue as suite_catalogue
     from benchbench.cli import main
 
     run = _run_dir(tmp_path / "a", "box-a", "My NPU v2", 1000.0)
@@ -486,7 +486,7 @@ def test_run_catalogue_reaches_the_hardware_report(tmp_path):
     assert "My NPU" in text and "not in the device catalogue" not in text
 
 
-def test_catalogue_ships_in_the_data_package():
+def test_catalogue_ships_in_the_hardware_package():
     from importlib import resources
 
-    assert resources.files("benchbench.data").joinpath("devices.yaml").is_file()
+    assert resources.files("benchbench.hardware").joinpath("devices.yaml").is_file()

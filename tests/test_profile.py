@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchbench import profiles
+from benchbench.executors import profile_files as profiles
 from benchbench.case import Case, Settings
 from benchbench.results import Record
 from conftest import bb, run_dir_of, write
@@ -110,7 +110,7 @@ CATALOGUE = "devices:\n  - {id: my-npu, name: My NPU, match: [My NPU], peak_tflo
 def test_profile_command_runs_one_case_with_profiling(tmp_path):
     suite = write(tmp_path / "s.yaml", SUITE)
     write(tmp_path / "mine.yaml", CATALOGUE)
-    from benchbench.suite import load_suite
+    from benchbench.suite.schema import load_suite
 
     case = next(c for c in load_suite(suite).cases if c.model == "seed_mlp")
     assert case.settings.profile is False
@@ -138,7 +138,7 @@ def test_profile_command_names_a_missing_case(tmp_path):
 
 
 def test_find_case_by_id_prefix_or_label():
-    from benchbench.cli_profile import find_case
+    from benchbench.cli.profile import find_case
     from benchbench.errors import UserError
 
     cases = [Case("torch", m, 1, "cpu", "inference", "fp32", (10,)) for m in ("seed_mlp", "seed_cnn")]
@@ -153,12 +153,12 @@ def test_find_case_by_id_prefix_or_label():
 
 
 def _run(tmp_path, profile):
-    from benchbench.report.data import Run
+    from benchbench.report.frame import Run
 
     rec = Record(case={"framework": "tensorflow", "model": "m<x>", "batch_size": 4, "device": "cpu",
                        "mode": "inference", "variant": "fp32", "case_id": "abc123"},
                  status="ok", runtime={"profile": profile})  # fmt: skip
-    return Run(tmp_path, [rec], {"host": "box"}, None)
+    return Run(run_id=tmp_path.name, suite=None, created_at=None, records=[rec], environment={"host": "box"}, path=tmp_path)
 
 
 def test_report_section_lists_top_ops_escaped(tmp_path):

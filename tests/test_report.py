@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from benchbench.errors import UserError
-from benchbench.report import build_report, data, default_out
+from benchbench.report import build_report, default_out
+from benchbench.report import frame as data
 from benchbench.report.synthetic import environment, make_record, write_run
 from conftest import bb, write
 

@@ -37,7 +37,7 @@ def report(tmp_path_factory):
              make_record(XSS, 2), make_record(XSS, 4, status="failed", reason="<img src=x onerror=alert(2)>")]
     run = write_run(tmp / "run", recs, suite="<i>suite</i>")
     # three earlier nights of one case in a history store: the report's History section
-    from benchbench import store as st
+    from benchbench.history import store as st
 
     nights = [write_run(tmp / f"night{i}", [make_record("seed_cnn", 1, speed=speed)])
               for i, speed in enumerate((1.0, 1.02, 0.97))]

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from benchbench import cli
-from benchbench import store as st
+from benchbench.history import store as st
 from benchbench.report import build_report
 from benchbench.report.synthetic import make_record, write_run
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchbench import store as st
+from benchbench.history import store as st
 from benchbench.case import Case
 from benchbench.errors import UserError
 from benchbench.measure.stats import summarize
@@ -182,7 +182,7 @@ def test_series_are_split_by_context_but_not_by_info_facts(url):
     assert sorted(x["runs"] for x in series) == [1, 1, 1, 2]
     assert len({x["case_id"] for x in series}) == 1
     r1 = s.load_run("r1")
-    rows = s.series(r1.records[0].case_id, r1.fingerprint_of(r1.records[0]))
+    rows = s.series(r1.records[0].case_id, st.run_fingerprint(r1, r1.records[0]))
     assert [r["run_id"] for r in rows] == ["r1", "r2"]
     s.close()
 
@@ -217,7 +217,7 @@ def test_series_many_returns_what_series_returns_one_by_one(url):
         recs.append(record("seed_cnn4", torch="2.5.0" if d >= 7 else "2.4.0"))
         s.add_run(run(f"r{d:02d}", recs, f"2026-01-{d:02d}"))
     last = s.load_run("r12")
-    keys = [(r.case_id, last.fingerprint_of(r)) for r in last.records]
+    keys = [(r.case_id, st.run_fingerprint(last, r)) for r in last.records]
     for kw in ({"until": "2026-01-12", "limit": 4}, {"before": "2026-01-12", "exclude": ("r12",), "limit": 5},
                {"until": "2026-01-09", "limit": 2}):
         many = s.series_many(keys, **kw)
@@ -260,7 +260,8 @@ def test_a_bad_url_or_a_missing_driver_is_a_user_error(tmp_path):
 
 
 def test_store_import_cli_and_run_store_failure_keeps_the_run(tmp_path, capsys):
-    from benchbench import cli, cli_history
+    from benchbench import cli
+    from benchbench.cli import history as cli_history
 
     d = write_run_dir(tmp_path, "20260101T000000Z-aaaaaa", [record()])
     db = tmp_path / "h.db"

@@ -12,7 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from benchbench import devices, probe, results, runner
+from benchbench import probe, results, runner
+
+from benchbench.hardware import inventory as devices
 from benchbench.backends.base import Prepared
 from benchbench.case import Case, Settings
 from benchbench.measure import telemetry as tm
@@ -691,22 +693,21 @@ def test_old_records_load_with_empty_telemetry_and_energy():
 
 
 def test_cooldown_between_cases_only(monkeypatch, tmp_path):
-    from benchbench.suite import parse_suite
+    from benchbench.executors.local import LocalExecutor
+    from benchbench.suite.schema import parse_suite
 
     suite = parse_suite("name: c\nmatrix: {model: [seed_mlp, seed_cnn], batch_size: [1, 2], device: [cpu, cuda]}\n"
                         "defaults: {cooldown_s: 2.5}\n", "c.yaml")  # fmt: skip
     slept, ran = [], []
-    monkeypatch.setattr(runner, "_sleep", slept.append)
     monkeypatch.setattr(runner, "_probes_for_environment", lambda fws: {})
-    monkeypatch.setattr(runner, "skip_reason", lambda case: "no GPU" if case.device == "cuda" else None)
 
-    class Executor:
-        @staticmethod
-        def run_case(case, work, log, paths):
-            ran.append((case.label, len(slept)))
-            return Record(case=case.to_dict(), status="ok")
+    def run_case(case, work, log, paths):
+        ran.append((case.label, len(slept)))
+        return Record(case=case.to_dict(), status="ok")
 
-    runner.run(suite, list(suite.cases), tmp_path / "run", executor=Executor)
+    executor = LocalExecutor(run_case=run_case, sleep=slept.append,
+                             skip_reason=lambda case: "no GPU" if case.device == "cuda" else None)
+    runner.run(suite, list(suite.cases), tmp_path / "run", executor=executor)
     assert [n for _, n in ran] == [0, 1, 2, 3]  # no rest before the first case, one before each other
     assert slept == [2.5, 2.5, 2.5]  # skipped (cuda) cases are not waited for
 

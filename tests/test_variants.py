@@ -13,7 +13,7 @@ import pytest
 from benchbench import registry
 from benchbench.case import Case, Settings
 from benchbench.errors import UserError
-from benchbench.suite import parse_suite
+from benchbench.suite.schema import parse_suite
 from benchbench.variants import fidelity
 from conftest import bb, run_dir_of, write
 

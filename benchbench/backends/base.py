@@ -29,7 +29,7 @@ class Prepared:
     # {"available": False, "reason": ...}; called after the timed window, never inside it
     fidelity: Callable[[], dict] | None = None
     # (x, y): the device tensors ``step`` reads (y: train targets, else None), which a real
-    # input pipeline (benchbench.data) copies each batch into; None where a backend cannot
+    # input pipeline (benchbench.pipelines) copies each batch into; None where a backend cannot
     inputs: tuple | None = None
 
 

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from benchbench.environment import cpu_model
+from benchbench.hardware.environment import cpu_model
 from benchbench.backends.base import Prepared, Skip
 from benchbench.case import Case
 from benchbench.models import torch_models
@@ -263,7 +263,7 @@ class TorchBackend:
                 opt = torch.optim.Adam(v.params(), lr=1e-3)
             runtime["loss"] = loss_name
             runtime["optimizer"] = type(opt).__name__
-            from benchbench.distributed import wrap_ddp
+            from benchbench.worker.data_parallel import wrap_ddp
 
             net = wrap_ddp(model, device, runtime)  # devices: N → DistributedDataParallel in a torchrun rank
 

@@ -15,11 +15,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import psutil
 
 from benchbench.case import Case
 from benchbench.results import Record, utc_now
+from benchbench.rundir import LOGS_DIR, WORK_DIR
+from benchbench.units import fmt_size
 
 POLL_S = 0.05
 
@@ -30,14 +33,6 @@ SIGNAL_MEANING = {
     signal.SIGFPE: "floating-point exception",
     signal.SIGILL: "illegal instruction",
 }
-
-
-def fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 def _tree_rss(proc: psutil.Process) -> int:
@@ -119,8 +114,8 @@ def run_case(case: Case, work_dir: Path, log_path: Path, extra_paths: list[str] 
                     if rss > limit:
                         _kill_group(proc)
                         reason = (
-                            f"out of memory: worker RSS {fmt_bytes(rss)} exceeded the memory "
-                            f"limit of {fmt_bytes(limit)}; worker killed"
+                            f"out of memory: worker RSS {fmt_size(rss)} exceeded the memory "
+                            f"limit of {fmt_size(limit)}; worker killed"
                         )
                         break
                 time.sleep(POLL_S)
@@ -155,3 +150,41 @@ def _exit_reason(code: int, log_path: Path) -> str:
         meaning = SIGNAL_MEANING.get(sig, "signal")
         return f"worker crashed: {sig.name} ({meaning}){tail}"
     return f"worker exited with code {code} without a result{tail}"
+
+
+class LocalExecutor:
+    """Cases one after another, each in a fresh worker subprocess on this machine (the
+    default executor). ``run_case``, ``skip_reason`` and ``sleep`` are the real ones unless
+    a test passes its own."""
+
+    def __init__(self, *, run_case: Callable[..., Record] | None = None,
+                 skip_reason: Callable[[Case], str | None] | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        from benchbench import probe
+
+        self._run_case = run_case or globals()["run_case"]
+        self._skip_reason = skip_reason or probe.skip_reason
+        self._sleep = sleep  # the cool-down between cases
+
+    def run_many(self, cases: list[Case], run_dir: Path, extra_paths: list[str],
+                 on_start: Callable[[int, int, Case], None] | None = None) -> Iterator[Record]:
+        ran_one = False  # a cool-down (settings.cooldown_s) only follows a case that ran
+        for i, case in enumerate(cases, 1):
+            if on_start:
+                on_start(i, len(cases), case)
+            reason = self._skip_reason(case)
+            if reason is not None:
+                yield Record(case=case.to_dict(), status="skipped", reason=reason, started_at=utc_now(),
+                             ended_at=utc_now())
+                continue
+            if ran_one and case.settings.cooldown_s > 0:
+                self._sleep(case.settings.cooldown_s)  # a hot device draws more: let it cool
+            ran_one = True
+            log = run_dir / LOGS_DIR / f"{case.case_id}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            record = self._run_case(case, run_dir / WORK_DIR, log, extra_paths)
+            record.runtime["log"] = str(log.relative_to(run_dir))
+            yield record
+
+    def close(self) -> None:
+        pass

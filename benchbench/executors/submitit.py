@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from benchbench import profiles
+from benchbench.executors import profile_files as profiles
 from benchbench.case import Case
 from benchbench.errors import UserError
 from benchbench.results import Record, utc_now
@@ -101,7 +101,7 @@ class SubmititExecutor:
 
     def run_many(self, cases: list[Case], run_dir: Path, extra_paths: list[str],
                  on_start: Callable[[int, int, Case], None] | None = None) -> Iterator[Record]:
-        from benchbench.executors.ray import run_on_node
+        from benchbench.executors.remote import run_on_node
 
         ex = self._executor(run_dir / "submitit")
         together = ex.cluster == "slurm"  # Slurm shares nodes out; locally, one case at a time

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from benchbench.errors import UserError
-from benchbench.report import data, page
+from benchbench.report import frame as data, page
 from benchbench.report.page import Section
 
 REPORT_FILE = "report.html"
@@ -91,16 +91,16 @@ def build_report(run_dirs, out_path=None, baseline: str | None = None, fmt: str 
     df = data.cases_frame(runs, baseline)
     secs = sections(runs, df, baseline)
     if hardware:
-        from benchbench import hardware as hw
+        from benchbench.hardware import catalogue as hw
         from benchbench.report import hardware as hw_section
 
-        from benchbench import suite_catalogue  # each run's suite catalogue:, then --devices files
+        from benchbench.suite import catalogue as suite_catalogue  # each run's suite catalogue:, then --devices files
 
         catalogue = hw.load_catalogue(suite_catalogue.run_files(r.path for r in runs) + list(devices or []))
         secs.insert(min(1, len(secs)), hw_section.section(runs, reference, catalogue))
     if store is not None:
         from benchbench.report import history
-        from benchbench.store import open_existing
+        from benchbench.history.store import open_existing
 
         s = open_existing(store, "report --store")
         try:

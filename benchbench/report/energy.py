@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from benchbench.report.colours import variant_colour
-from benchbench.report.data import _num
+from benchbench.report.frame import _num
 from benchbench.report.figures import _order, _sig, base_layout, case_category, case_hover, esc, slug
 from benchbench.report.page import Section, _table, _td
 

@@ -1,4 +1,4 @@
-"""Plotly figures from the tidy frame of :mod:`benchbench.report.data`.
+"""Plotly figures from the tidy frame of :mod:`benchbench.report.frame`.
 
 Every function returns a list of ``(slug, figure)`` pairs, empty when there is nothing
 to draw (the page then leaves the section out). Every user string that reaches Plotly
@@ -9,7 +9,6 @@ while a tag smuggled into a model name cannot become markup (or a link).
 
 from __future__ import annotations
 
-import html
 import math
 import re
 
@@ -17,7 +16,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from benchbench.display import fmt_bytes, fmt_ms
+from benchbench.units import fmt_bytes, fmt_ms
+from benchbench.units import esc as _esc
 from benchbench.measure.stats import percentile
 from benchbench.report.colours import framework_colour, framework_pattern, variant_colour
 
@@ -29,9 +29,10 @@ MACHINE_SYMBOL = ("", "-open", "-dot", "-open-dot")  # the same device on anothe
 THROUGHPUT_AXIS = "throughput at median time (samples/s)"
 
 
+
 def esc(value) -> str:
-    missing = value is None or (isinstance(value, float) and math.isnan(value))
-    return html.escape("" if missing else str(value), quote=False)
+    """Text for Plotly labels (quotes kept: Plotly does not parse attributes)."""
+    return _esc(value, quote=False)
 
 
 def slug(*parts: str) -> str:

@@ -3,7 +3,7 @@ on several machines side by side — samples/s, samples/J, samples/$ and MFU per
 each normalised to a reference device — and a roofline of the devices' roofs with the
 achieved FLOP/s of each case.
 
-Reads stored records only (through :mod:`benchbench.hardware`); imports no framework.
+Reads stored records only (through :mod:`benchbench.hardware.catalogue`); imports no framework.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import socket
 
 import plotly.graph_objects as go
 
-from benchbench import hardware as hw
+from benchbench.hardware import catalogue as hw
 from benchbench.errors import UserError
 from benchbench.report.figures import base_layout, esc, slug
 from benchbench.report.page import Section, _table, _td
@@ -161,7 +161,7 @@ def section(runs, reference: str | None = None, catalogue=None, pricing: hw.Pric
     if roof is not None:
         figs.append((slug("hardware", "roofline"), roof))
     note = (f"Derived from the stored records and the device catalogue (dense vendor peaks; "
-            f"benchbench/data/devices.yaml, extend with ${hw.ENV_VAR}). Ratios (×) are against "
+            f"benchbench/hardware/devices.yaml, extend with ${hw.ENV_VAR}). Ratios (×) are against "
             f"<b>{esc(ref)}</b>. Achieved FLOP/s = forward FLOPs per sample × samples/s (× 3 in train); "
             f"MFU = achieved / the device's peak at the case's precision. CPU peaks are estimates from "
             f"/proc/cpuinfo (upper bounds) and only for runs made on this host. samples/$: "

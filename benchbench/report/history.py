@@ -1,5 +1,5 @@
 """The history report (``benchbench history --report FILE``): one trend figure per series
-— each run's figure over time, the change points (benchbench.changepoints: PELT via
+— each run's figure over time, the change points (benchbench.history.changepoints: PELT via
 ruptures) as dashed lines with the level ratio and the commit at which the new level
 starts, the nights the gate would have flagged (check's own screen, this series alone)
 as red crosses, and each run's commit in the hover. One self-contained HTML file."""
@@ -16,7 +16,7 @@ UNITS = {"throughput": ("samples/s", 1.0), "latency_p99": ("ms", 1e3), "memory":
 
 
 def trend_figure(s):
-    """A Plotly figure of one compare.SeriesSummary (summarized with change_points=True)."""
+    """A Plotly figure of one gate.SeriesSummary (summarized with change_points=True)."""
     import plotly.graph_objects as go
 
     unit, scale = UNITS[s.metric]
@@ -82,12 +82,14 @@ MAX_TRENDS = 12  # trend figures in a run report (the history command draws them
 
 
 def run_series(runs, store, metric: str = "throughput", window: int = 30, threshold: float = 0.05) -> list:
-    """compare.SeriesSummary of each ok case of ``runs`` (report.data.Run) in ``store``,
+    """gate.SeriesSummary of each ok case of ``runs`` (report.data.Run) in ``store``,
     on the record's own context (machine, device, driver, framework versions), its last
     ``window`` stored runs, with change points (when ruptures is installed) and the nights
     the gate would have flagged. Series with fewer than two stored runs are left out."""
-    from benchbench import changepoints, compare
-    from benchbench.store import case_label, context_facts, fingerprint
+    from benchbench.history import changepoints
+    from benchbench.history import gate
+    from benchbench.case import case_label
+    from benchbench.history.store import context_facts, fingerprint
 
     keys: dict[tuple[str, str], str] = {}
     for run in runs:
@@ -101,7 +103,7 @@ def run_series(runs, store, metric: str = "throughput", window: int = 30, thresh
     cps = changepoints.available()
     out = []
     for (case_id, context), label in keys.items():
-        out.append(compare.summarize_series(case_id, context, label, metric, found.get((case_id, context)) or [],
+        out.append(gate.summarize_series(case_id, context, label, metric, found.get((case_id, context)) or [],
                                             threshold, change_points=cps, alerts=True, window=window))
     return [s for s in out if s.runs >= 2]
 

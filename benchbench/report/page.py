@@ -7,26 +7,20 @@ so no string inside it can close the script element.
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
 
-from benchbench.display import fmt_ms
+from benchbench.units import esc, fmt_ms
 from benchbench.report.assets import CSS, JS
-from benchbench.report.data import Run
+from benchbench.report.frame import Run
 
 # No network at all: scripts and styles are inline, images only data:/blob: (Plotly's
 # own download button).
 CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
        "img-src data: blob:; font-src data:")
-
-
-def esc(value) -> str:
-    missing = value is None or (isinstance(value, float) and math.isnan(value))
-    return html.escape("" if missing else str(value), quote=True)
 
 
 @dataclass

@@ -37,7 +37,7 @@ import numpy as np
 
 from benchbench import registry
 from benchbench.backends.base import Skip
-from benchbench.backends.tensorflow import keras, tf
+from benchbench.backends.tf_runtime import keras, tf
 from benchbench.variants import fidelity
 
 BASE = ("fp32", "eager", "xla")  # the backend's own execution variants

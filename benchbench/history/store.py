@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchbench.errors import UserError
-from benchbench.results import ENVIRONMENT_FILE, Record, read_records
+from benchbench.case import case_label
+from benchbench.results import Record
+from benchbench.rundir import Run, load_run
 
 STORE_SCHEMA_VERSION = 2  # 2: records.energy_j_per_sample (migrated from 1 on first use)
 DEFAULT_URL = "sqlite:///results/history.db"
@@ -64,59 +64,13 @@ def energy_per_sample(energy: dict | None) -> float | None:
     return float(v) if isinstance(v, (int, float)) and v > 0 else None
 
 
-def case_label(case: dict) -> str:
-    return (f"{case.get('framework')}/{case.get('model')}/bs{case.get('batch_size')}/"
-            f"{case.get('device')}/{case.get('mode')}/{case.get('variant')}")
-
-
-@dataclass
-class Run:
-    """One run: from a run directory or from the store."""
-
-    run_id: str
-    suite: str | None
-    created_at: str | None
-    records: list[Record]
-    environment: dict = field(default_factory=dict)
-    source: str = ""
-
-    @property
-    def commit(self) -> str | None:
-        return ((self.environment or {}).get("git") or {}).get("commit")
-
-    def fingerprint_of(self, record: Record) -> str:
-        cache = self.__dict__.setdefault("_fingerprints", {})
-        key = (record.case_id, id(record))
-        if key not in cache:
-            cache[key] = fingerprint(context_facts(record, self.environment))
-        return cache[key]
-
-
-def load_run_dir(path: str | os.PathLike) -> Run:
-    """A run directory (or its results.jsonl) as a Run; a clear error for anything else."""
-    p = Path(path)
-    if p.is_file() and p.name.endswith(".jsonl"):
-        p = p.parent
-    if not p.is_dir():
-        raise UserError(f"{path}: not a run directory")
-    records = read_records(p)
-    env = {}
-    env_path = p / ENVIRONMENT_FILE
-    if env_path.exists():
-        try:
-            env = json.loads(env_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise UserError(f"{env_path}: not JSON ({e.msg})") from None
-    info = {}
-    if (p / "run.json").exists():
-        try:
-            info = json.loads((p / "run.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            info = {}
-    created = info.get("created_at") or env.get("captured_at") or min(
-        (r.started_at for r in records if r.started_at), default=None)
-    suite = info.get("suite") or p.parent.name
-    return Run(run_id=p.name, suite=suite, created_at=created, records=records, environment=env, source=str(p))
+def run_fingerprint(run: Run, record: Record) -> str:
+    """The context fingerprint of ``record`` in ``run`` (cached on the run)."""
+    cache = run.__dict__.setdefault("_fingerprints", {})
+    key = (record.case_id, id(record))
+    if key not in cache:
+        cache[key] = fingerprint(context_facts(record, run.environment))
+    return cache[key]
 
 
 # --- the database ------------------------------------------------------------------------
@@ -299,7 +253,6 @@ class Store:
     def add_run(self, run: Run) -> int:
         """Store a run and its records in one transaction; returns how many records were
         new (records already stored for this run and case are left as they are)."""
-        sa = self.sa
         rows, contexts = [], {}
         for rec in run.records:
             facts = context_facts(rec, run.environment)
@@ -503,6 +456,6 @@ def import_runs(store: Store, paths) -> list[tuple[str, int, int]]:
     """Import run directories: (run_id, records in the run, newly stored) per directory."""
     out = []
     for p in paths:
-        run = load_run_dir(p)
+        run = load_run(p)
         out.append((run.run_id, len(run.records), store.add_run(run)))
     return out

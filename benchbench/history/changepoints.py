@@ -61,7 +61,7 @@ def available() -> bool:
 
 def noise_sigma(logs: list[float]) -> float:
     """Robust noise level of a log series from its first differences."""
-    from benchbench.compare import MAD_TO_SIGMA, mad
+    from benchbench.history.robust import MAD_TO_SIGMA, mad
 
     diffs = [b - a for a, b in zip(logs, logs[1:])]
     if len(diffs) < 2:
@@ -76,7 +76,7 @@ def penalty(n: int, sigma: float) -> float:
 def detect(values: list[float], higher_is_better: bool, run_ids: list[str] | None = None,
            commits: list[str | None] | None = None, min_sigma: float = 1e-4) -> list[ChangePoint]:
     """Change points of a series (oldest first); [] when it is too short or flat."""
-    from benchbench.compare import median
+    from benchbench.history.robust import median
 
     if len(values) < MIN_RUNS or any(v is None or v <= 0 for v in values):
         return []

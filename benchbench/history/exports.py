@@ -25,8 +25,8 @@ FORMATS = ("github-bigger", "github-smaller", "pytest-benchmark", "csv", "parque
 
 
 def github_action_benchmark(run, bigger: bool) -> list[dict]:
-    from benchbench.compare import metric_value
-    from benchbench.store import case_label
+    from benchbench.history.compare import metric_value
+    from benchbench.case import case_label
 
     out = []
     for r in run.records:
@@ -59,7 +59,7 @@ def _quartiles(xs: list[float]) -> tuple[float, float]:
 
 def pytest_benchmark(run) -> dict:
     """The run as pytest-benchmark's JSON (its ``--benchmark-json`` layout, version 4)."""
-    from benchbench.store import case_label
+    from benchbench.case import case_label
 
     env = run.environment or {}
     benches = []

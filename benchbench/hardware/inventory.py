@@ -15,7 +15,7 @@ import platform
 
 import psutil
 
-from benchbench.environment import cpu_model
+from benchbench.hardware.environment import cpu_model
 from benchbench.measure.sources import Unavailable
 from benchbench.measure.sources import nvml as nvml_source
 from benchbench.measure.sources import rapl

@@ -36,9 +36,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from benchbench import registry, suite_catalogue, yamlsrc
+from benchbench import registry
+
+from benchbench.suite import catalogue as suite_catalogue
+
+from benchbench import yamlsrc
 from benchbench.case import Case, Settings
-from benchbench.data import config as data_config
+from benchbench import data_spec as data_config
 from benchbench.errors import UserError
 from benchbench.yamlsrc import Problem, format_path
 

@@ -19,7 +19,7 @@ import os
 import time
 
 from benchbench.backends.base import Prepared, Skip
-from benchbench.data import bound, generate
+from benchbench.pipelines import bound, generate
 
 
 class CpuMeter:
@@ -64,13 +64,13 @@ def _folder(cfg) -> tuple[str, float | None]:
 def _pipeline(case, folder: str, device_type: str):
     cfg = case.data
     if cfg.loader == "dali":
-        from benchbench.data import dali
+        from benchbench.pipelines import dali
 
         return dali.pipeline(case, folder, device_type)
     if case.framework == "torch":
-        from benchbench.data.torch_pipeline import TorchPipeline as cls
+        from benchbench.pipelines.torch_pipeline import TorchPipeline as cls
     else:
-        from benchbench.data.tf_pipeline import TfPipeline as cls
+        from benchbench.pipelines.tf_pipeline import TfPipeline as cls
     return cls(cfg, folder, case.batch_size, case.input_shape, device_type, case.settings.seed)
 
 
@@ -80,7 +80,7 @@ def _set_threads(case) -> dict:
 
         torch.set_num_threads(case.threads or len(os.sched_getaffinity(0)))
         return {"threads": torch.get_num_threads(), "versions": {"torch": torch.__version__}}
-    from benchbench.backends import tensorflow as tfb
+    from benchbench.backends import tf_runtime as tfb
 
     tfb.set_threads(*tfb.thread_counts(case.threads))
     return {"threads": tfb.tf.config.threading.get_intra_op_parallelism_threads(),

@@ -18,8 +18,8 @@ import warnings
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from benchbench.data import presets
-from benchbench.data.generate import list_images
+from benchbench.pipelines import presets
+from benchbench.pipelines.generate import list_images
 
 
 class CorruptImage(RuntimeError):
@@ -139,6 +139,6 @@ class TorchPipeline:
 
 
 def presets_doc(preset: str) -> str:
-    from benchbench.data.config import PRESETS
+    from benchbench.data_spec import PRESETS
 
     return f"{preset} ({PRESETS[preset]})"

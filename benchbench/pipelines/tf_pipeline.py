@@ -22,8 +22,8 @@ import warnings
 
 import tensorflow as tf
 
-from benchbench.data import presets
-from benchbench.data.generate import list_images
+from benchbench.pipelines import presets
+from benchbench.pipelines.generate import list_images
 
 
 class CorruptImage(RuntimeError):
@@ -124,7 +124,7 @@ class TfPipeline:
         return copy
 
     def describe(self) -> dict:
-        from benchbench.data.config import PRESETS
+        from benchbench.data_spec import PRESETS
 
         w = self.cfg.num_workers
         return {

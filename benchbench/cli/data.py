@@ -1,5 +1,5 @@
 """``benchbench data generate DIR --images N --size 256 [--classes K] [--seed S]``: a
-seeded synthetic JPEG set in class folders (benchbench.data.generate), so suites with a
+seeded synthetic JPEG set in class folders (benchbench.pipelines.generate), so suites with a
 real input pipeline run offline. Imports no framework."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_data(args) -> int:
-    from benchbench.data.generate import generate
+    from benchbench.pipelines.generate import generate
 
     if args.images < 1 or args.size < 8 or args.classes < 1 or args.seed < 0:
         raise UserError("data generate: need --images >= 1, --size >= 8, --classes >= 1, --seed >= 0")

@@ -31,15 +31,14 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from benchbench.results import Record
-from benchbench.store import Run, case_label, context_facts, fingerprint
+from benchbench.case import case_label
+from benchbench.history.robust import Z95, benjamini_hochberg, ratio_p_value, robust_cv
+from benchbench.history.store import Run, context_facts, run_fingerprint
 
 DEFAULT_THRESHOLD = 0.05  # a 5% change is the smallest that matters
 WITHIN_RUN_MULTIPLE = 3.0  # conservative widening of the within-run interval
-Z95 = 1.959963984540054
-Z80 = 0.8416212335729143  # power 80% for the minimum detectable change
 MIN_HISTORY = 5
 HISTORY_WINDOW = 30
-MAD_TO_SIGMA = 1.4826
 MEMORY_WITHIN_RUN_REL = 0.01  # one reading per run: assume ±1% when no history says more
 
 # metric name → (how to read it from a record, True when higher is better)
@@ -77,71 +76,6 @@ def within_run_rel(record: Record, metric: str) -> float | None:
     return None  # energy: one integral per run, its noise shows only between runs
 
 
-# --- robust statistics -------------------------------------------------------------------
-
-def median(xs: list[float]) -> float:
-    s = sorted(xs)
-    n = len(s)
-    if n == 0:
-        raise ValueError("median of nothing")
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
-
-
-def mad(xs: list[float]) -> float:
-    m = median(xs)
-    return median([abs(x - m) for x in xs])
-
-
-def robust_cv(xs: list[float]) -> float | None:
-    """Between-run CV of a series' medians: 1.4826 · MAD / median (None with < 3 values)."""
-    if len(xs) < 3:
-        return None
-    m = median(xs)
-    if m <= 0:
-        return None
-    return MAD_TO_SIGMA * mad(xs) / m
-
-
-def min_detectable_change(cv: float | None, n: int) -> float | None:
-    """The smallest step one new run shows against a baseline of ``n`` runs at 95%
-    confidence with 80% power: (z₀.₉₇₅ + z₀.₈) · CV · √(1 + 1/n)."""
-    if cv is None or n < 1:
-        return None
-    return (Z95 + Z80) * cv * math.sqrt(1 + 1 / n)
-
-
-def benjamini_hochberg(pvalues: list[float], q: float) -> list[bool]:
-    """Which hypotheses are rejected with the false discovery rate held at ``q``."""
-    m = len(pvalues)
-    order = sorted(range(m), key=lambda i: pvalues[i])
-    cutoff = -1
-    for rank, i in enumerate(order, 1):
-        if pvalues[i] <= q * rank / m:
-            cutoff = rank
-    out = [False] * m
-    for rank, i in enumerate(order, 1):
-        if rank <= cutoff:
-            out[i] = True
-    return out
-
-
-def normal_sf(z: float) -> float:
-    return 0.5 * math.erfc(z / math.sqrt(2))
-
-
-MAD_EFFICIENCY = 0.37  # the MAD's efficiency at the normal: n values → ≈ 0.37·(n−1) degrees of freedom
-
-
-def t_as_z(t: float, nu: float) -> float:
-    """A t statistic with ``nu`` degrees of freedom as an equally likely normal z
-    (z = √(ν·ln(1 + t²/ν))·(1 − 1/(4ν))): p-values from a spread estimated from a few
-    runs get the heavier tails they have. Checked by simulation: with 30 lognormal runs
-    and the MAD, P(p < 0.01) = 0.9% (the plain normal gives 1.9%)."""
-    if nu <= 0.5:
-        return t
-    return math.copysign(math.sqrt(nu * math.log1p(t * t / nu)) * (1 - 1 / (4 * nu)), t)
-
-
 # --- one comparison ----------------------------------------------------------------------
 
 @dataclass
@@ -161,14 +95,6 @@ class Row:
     note: str = ""
     p: float | None = None  # two-sided p-value of "no change", from the interval's spread
 
-
-def ratio_p_value(ratio: float, low: float, high: float) -> float | None:
-    """The two-sided p-value of "no change" for a ratio whose ≈95% interval (symmetric in
-    log) is [low, high]: the spread is read back from the interval's width."""
-    if not (ratio > 0 and 0 < low < high):
-        return None
-    sigma = math.log(high / low) / 2 / Z95
-    return min(1.0, 2 * normal_sf(abs(math.log(ratio)) / sigma))
 
 
 def control_fdr(rows: list[Row], fdr: float) -> None:
@@ -212,7 +138,7 @@ def compare_runs(base: Run, cand: Run, *, threshold: float = DEFAULT_THRESHOLD, 
     rows: list[Row] = []
     histories: dict = {}
     if store is not None:  # every case's series in one go
-        histories = store.series_many([(c.case_id, cand.fingerprint_of(c)) for c in cand.records if c.status == "ok"],
+        histories = store.series_many([(c.case_id, run_fingerprint(cand, c)) for c in cand.records if c.status == "ok"],
                                       before=cand.created_at, exclude=(cand.run_id,), limit=window)
     for cid in list(dict.fromkeys([*b_by, *c_by])):
         b, c = b_by.get(cid), c_by.get(cid)
@@ -226,7 +152,7 @@ def compare_runs(base: Run, cand: Run, *, threshold: float = DEFAULT_THRESHOLD, 
             note = "not in candidate" if c is None else f"candidate {c.status}: {c.reason or ''}".strip()
             rows.append(Row(cid, label, "*", None, None, None, None, None, None, "missing", False, "", note))
             continue
-        history = histories.get((cid, cand.fingerprint_of(c))) if store is not None else None
+        history = histories.get((cid, run_fingerprint(cand, c))) if store is not None else None
         for metric in metrics:
             if metric_value(b, metric) is None and metric_value(c, metric) is None:
                 continue  # not measured here (e.g. energy without RAPL/NVML): no row
@@ -247,7 +173,7 @@ def _compare_metric(cid, label, metric, b: Record, c: Record, history, threshold
     change = (1 / ratio - 1) if hib else (ratio - 1)  # + = worse
     between = None
     if history:
-        values = [v for v in (_history_value(h, metric) for h in history) if v is not None]
+        values = [v for v in (history_value(h, metric) for h in history) if v is not None]
         if len(values) >= MIN_HISTORY:
             between = (robust_cv(values), len(values))
     if between is not None and between[0] is not None:
@@ -270,7 +196,7 @@ def _compare_metric(cid, label, metric, b: Record, c: Record, history, threshold
     return Row(cid, label, metric, bv, cv, ratio, lo, hi, change, verdict, False, "within-run")
 
 
-def _history_value(h: dict, metric: str) -> float | None:
+def history_value(h: dict, metric: str) -> float | None:
     if metric == "throughput":
         return h.get("throughput")
     if metric == "latency_p99":
@@ -330,7 +256,7 @@ class Comparison:
 
 # --- rendering ---------------------------------------------------------------------------
 
-def _fmt_value(metric: str, v: float | None) -> str:
+def fmt_value(metric: str, v: float | None) -> str:
     if v is None:
         return "—"
     if metric == "throughput":
@@ -355,7 +281,7 @@ def table_rows(cmp: Comparison) -> list[list[str]]:
     for r in cmp.rows:
         ratio = "—" if r.ratio is None else f"{r.ratio:.3f}"
         interval = "—" if r.low is None else f"[{r.low:.3f}, {r.high:.3f}]"
-        out.append([r.label, r.metric, _fmt_value(r.metric, r.base), _fmt_value(r.metric, r.cand), ratio, interval,
+        out.append([r.label, r.metric, fmt_value(r.metric, r.base), fmt_value(r.metric, r.cand), ratio, interval,
                     _verdict_text(r), r.note or r.noise])
     return out
 
@@ -392,196 +318,3 @@ def render_table(cmp: Comparison, title: str | None = None):
     for r, cells in zip(cmp.rows, table_rows(cmp)):
         t.add_row(*cells, style=style.get(r.verdict))
     return t
-
-
-# --- history -----------------------------------------------------------------------------
-
-@dataclass
-class SeriesSummary:
-    case_id: str
-    context: str
-    label: str
-    metric: str
-    runs: int
-    median: float | None
-    latest: float | None
-    between_run_cv: float | None
-    min_detectable_change: float | None
-    too_noisy: bool
-    values: list[float] = field(default_factory=list)
-    run_ids: list[str] = field(default_factory=list)
-    created_at: list[str | None] = field(default_factory=list)
-    commits: list[str | None] = field(default_factory=list)
-    change_points: list[dict] = field(default_factory=list)  # changepoints.ChangePoint as dicts
-    alerts: list[int] = field(default_factory=list)  # indices where the gate (this series alone) said regressed
-
-
-def summarize_series(case_id, context, label, metric, rows: list[dict], threshold: float, *,
-                     change_points: bool = False, alerts: bool = False, persist_k: int = 2, persist_m: int = 3,
-                     window: int = HISTORY_WINDOW, fdr: float = 0.05) -> SeriesSummary:
-    """A series' noise and detectable change; with ``change_points`` also its change
-    points (benchbench.changepoints: PELT via ruptures), with ``alerts`` the nights the
-    gate would have flagged on this series alone (no BH across series)."""
-    kept = [(h, _history_value(h, metric)) for h in rows]
-    kept = [(h, v) for h, v in kept if v is not None]
-    values = [v for _, v in kept]
-    cv = robust_cv(values)
-    mdc = min_detectable_change(cv, max(len(values) - 1, 1)) if cv is not None else None
-    out = SeriesSummary(case_id, context, label, metric, len(values), median(values) if values else None,
-                        values[-1] if values else None, cv, mdc, mdc is not None and mdc > threshold,
-                        values, [h["run_id"] for h, _ in kept], [h.get("created_at") for h, _ in kept],
-                        [h.get("git_commit") for h, _ in kept])
-    hib = HIGHER_IS_BETTER[metric]
-    if change_points:
-        from dataclasses import asdict as _asdict
-
-        from benchbench import changepoints
-
-        out.change_points = [_asdict(c) for c in changepoints.detect(values, hib, out.run_ids, out.commits)]
-    if alerts:
-        out.alerts = gate_alerts(values, hib, threshold, persist_k, persist_m, window, fdr)
-    return out
-
-
-def gate_alerts(values: list[float], higher_is_better: bool, threshold: float, persist_k: int = 2,
-                persist_m: int = 3, window: int = HISTORY_WINDOW, fdr: float = 0.05) -> list[int]:
-    """Indices of the runs on which ``check`` would have flagged this series alone."""
-    out = []
-    for i in range(len(values)):
-        hist = values[: i + 1]
-        older = hist[:-persist_m][-window:]
-        if len(older) < MIN_HISTORY:
-            continue
-        sc = screen(older, hist[-persist_m:], higher_is_better, threshold, fdr)
-        if decide([sc], threshold, persist_k, fdr) == ["regressed"]:
-            out.append(i)
-    return out
-
-
-# --- the nightly gate --------------------------------------------------------------------
-
-@dataclass
-class CheckRow:
-    case_id: str
-    context: str
-    label: str
-    metric: str
-    value: float
-    baseline: float | None
-    change: float | None  # + = worse
-    p: float | None
-    persistent: int  # how many of the last m runs were beyond the threshold, worse
-    verdict: str  # regressed | improved | unchanged | too noisy | insufficient history
-    commit: str | None
-    mdc: float | None = None
-    baseline_commit: str | None = None  # the newest baseline run's: what ``check --confirm`` compares against
-    confirm: str | None = None  # what the ab confirm step found (check --confirm)
-
-
-def check_latest(store, run_id: str, *, threshold: float = DEFAULT_THRESHOLD, window: int = HISTORY_WINDOW,
-                 persist_k: int = 2, persist_m: int = 3, fdr: float = 0.05,
-                 metrics: tuple[str, ...] = METRICS, confirm: bool = False) -> list[CheckRow]:
-    """Screen run ``run_id`` against each series' robust baseline: the median and MAD of
-    up to ``window`` runs before the last ``persist_m`` on the same context. A series is
-    flagged only when (1) the newest change passes Benjamini–Hochberg at ``fdr`` across
-    all cases × metrics, (2) it is at least ``threshold`` worse, and (3) at least
-    ``persist_k`` of the last ``persist_m`` runs (newest included) were that much worse."""
-    run = store.load_run(run_id)
-    pending: list[tuple[CheckRow, Screen]] = []
-    rows: list[CheckRow] = []
-    fps = {rec.case_id: run.fingerprint_of(rec) for rec in run.records if rec.status == "ok"}
-    all_series = store.series_many(list(fps.items()), until=run.created_at, limit=window + persist_m)
-    for rec in run.records:
-        if rec.status != "ok":
-            continue
-        fp = fps[rec.case_id]
-        series = all_series[(rec.case_id, fp)]
-        ids = [h["run_id"] for h in series]
-        if run_id not in ids:
-            continue
-        series = series[: ids.index(run_id) + 1]
-        recent, older = series[-persist_m:], series[:-persist_m][-window:]
-        for metric in metrics:
-            value = metric_value(rec, metric)
-            if value is None:
-                continue
-            hib = HIGHER_IS_BETTER[metric]
-            base_vals = [v for v in (_history_value(h, metric) for h in older) if v is not None]
-            row = CheckRow(rec.case_id, fp, case_label(rec.case), metric, value, None, None, None, 0,
-                           "insufficient history", run.commit,
-                           baseline_commit=older[-1].get("git_commit") if older else None)
-            if len(base_vals) < MIN_HISTORY:
-                rows.append(row)
-                continue
-            sc = screen(base_vals, [v for v in (_history_value(h, metric) for h in recent) if v is not None],
-                        hib, threshold, fdr)
-            row.baseline, row.change, row.p, row.persistent, row.mdc = (
-                sc.baseline, sc.change, sc.p, sc.worse_runs if confirm else sc.persistent, sc.mdc)
-            pending.append((row, sc))
-            rows.append(row)
-    for (row, _), verdict in zip(pending, decide([sc for _, sc in pending], threshold, persist_k, fdr, confirm)):
-        row.verdict = verdict
-    return rows
-
-
-@dataclass
-class Screen:
-    """One series' newest value against its robust baseline (pure numbers)."""
-
-    baseline: float
-    change: float  # relative, + = worse
-    p: float  # one-sided: the chance that noise makes the newest run this much worse
-    persistent: int  # recent runs (newest included) worse by the threshold, each p < alpha
-    mdc: float | None
-    worse_runs: int = 0  # recent runs worse by the threshold, whatever their p (the confirm-mode screen)
-
-
-def screen(base_vals: list[float], recent_vals: list[float], higher_is_better: bool, threshold: float,
-           alpha: float) -> Screen:
-    """``recent_vals``: the last M runs, oldest first, the newest last; ``base_vals``:
-    the runs before them (≥ MIN_HISTORY)."""
-    base = median(base_vals)
-    cv = robust_cv(base_vals) or 0.0
-    sigma = max(cv, 1e-9) * math.sqrt(1 + math.pi / (2 * len(base_vals)))  # + the baseline median's own error
-
-    nu = MAD_EFFICIENCY * (len(base_vals) - 1)  # the MAD's few effective degrees of freedom
-
-    def worse(v: float) -> tuple[float, float]:
-        log_worse = math.log(base / v if higher_is_better else v / base)
-        return math.expm1(log_worse), normal_sf(t_as_z(log_worse / sigma, nu))
-
-    change, p = worse(recent_vals[-1])
-    ws = [worse(v) for v in recent_vals]
-    persistent = sum(1 for w in ws if w[0] >= threshold and w[1] < alpha)
-    return Screen(base, change, p, persistent, min_detectable_change(cv, len(base_vals)),
-                  sum(1 for w in ws if w[0] >= threshold))
-
-
-def decide(screens: list[Screen], threshold: float, persist_k: int, fdr: float, confirm: bool = False) -> list[str]:
-    """Verdicts for one check: Benjamini–Hochberg across all screened series × metrics,
-    the practical floor and persistence; a series that cannot detect the threshold
-    says so ("too noisy") unless its change is beyond what it can detect.
-
-    ``confirm``: the screen only nominates, the ab confirm step (paired interleaved
-    rounds, whose noise is the within-run noise, not the nights') decides. A series is
-    then flagged when its newest run and at least ``persist_k`` of the recent ones are
-    ``threshold`` worse than the baseline — no significance against the nightly noise
-    asked, so series too noisy to gate night against night are still caught."""
-    if confirm:
-        return ["regressed" if sc.change >= threshold and sc.worse_runs >= persist_k
-                else "too noisy" if sc.mdc is not None and sc.mdc > threshold
-                else "improved" if sc.change <= -threshold / (1 + threshold) and sc.p >= 1 - fdr
-                else "unchanged" for sc in screens]
-    noisy = [sc.mdc is not None and sc.mdc > threshold and sc.change < sc.mdc for sc in screens]
-    rejected = benjamini_hochberg([sc.p for sc in screens], fdr)  # over every test made, noisy ones too
-    out = []
-    for i, sc in enumerate(screens):
-        if noisy[i]:
-            out.append("too noisy")
-        elif rejected[i] and sc.change >= threshold and sc.persistent >= persist_k:
-            out.append("regressed")
-        elif sc.change <= -threshold / (1 + threshold) and sc.p >= 1 - fdr:
-            out.append("improved")
-        else:
-            out.append("unchanged")
-    return out

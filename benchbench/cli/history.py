@@ -8,13 +8,11 @@ import json
 import sys
 from pathlib import Path
 
+from benchbench.cli.common import err as _err
+from benchbench.history import gate
 from benchbench.errors import EXIT_OK, UserError
 
 EXIT_REGRESSION = 1
-
-
-def _err(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _threshold(text: str) -> float:
@@ -129,13 +127,13 @@ def add_parsers(sub) -> None:
 
 def _open(url, reading: str | None = None):
     """The store at ``url``; ``reading`` (the command's name) when it must already exist."""
-    from benchbench.store import Store, open_existing
+    from benchbench.history.store import Store, open_existing
 
     return open_existing(url, reading) if reading else Store(url)
 
 
 def cmd_store_export(args) -> int:
-    from benchbench.exports import export
+    from benchbench.history.exports import export
 
     store = _open(args.store, "store export") if args.store or not Path(args.ref).exists() else None
     try:
@@ -155,7 +153,7 @@ def cmd_store_export(args) -> int:
 
 
 def cmd_store(args) -> int:
-    from benchbench.store import import_runs
+    from benchbench.history.store import import_runs
 
     if args.store_command == "export":
         return cmd_store_export(args)
@@ -170,7 +168,7 @@ def cmd_store(args) -> int:
 
 
 def _load(ref: str, store, suite):
-    from benchbench.store import load_run_dir
+    from benchbench.rundir import load_run as load_run_dir
 
     if Path(ref).exists():
         return load_run_dir(ref)
@@ -181,8 +179,9 @@ def _load(ref: str, store, suite):
 
 
 def cmd_compare(args) -> int:
-    from benchbench import compare, display
-    from benchbench.store import DEFAULT_URL, resolve_url
+    from benchbench.history import compare
+    from benchbench.cli import display
+    from benchbench.history.store import DEFAULT_URL, resolve_url
 
     store = None
     default_db = Path(resolve_url(DEFAULT_URL).split(":///", 1)[1])
@@ -229,9 +228,9 @@ def _persist(text: str) -> tuple[int, int]:
 
 
 def cmd_history(args) -> int:
-    from benchbench import compare
+    from benchbench.history import compare
 
-    from benchbench import changepoints
+    from benchbench.history import changepoints
 
     k, m = _persist(args.persist)
     cps = changepoints.available()
@@ -247,7 +246,7 @@ def cmd_history(args) -> int:
             rows = s.series(ser["case_id"], ser["context"], limit=None if suite_runs is not None else args.window)
             if suite_runs is not None:
                 rows = [r for r in rows if r["run_id"] in suite_runs][-args.window:]
-            out.append(compare.summarize_series(ser["case_id"], ser["context"], ser["label"], args.metric,
+            out.append(gate.summarize_series(ser["case_id"], ser["context"], ser["label"], args.metric,
                                                 rows, args.threshold, change_points=cps, alerts=True,
                                                 persist_k=k, persist_m=m, window=args.window))
     finally:
@@ -268,7 +267,7 @@ def cmd_history(args) -> int:
         return EXIT_OK
     from rich.table import Table
 
-    from benchbench import display
+    from benchbench.cli import display
 
     t = Table(title=f"history: {args.metric} per series (threshold {args.threshold:.0%})")
     for col in ("case", "context", "runs", "median", "latest", "between-run CV", "min. detectable change",
@@ -281,14 +280,13 @@ def cmd_history(args) -> int:
                 else "fewer than 3 runs" if x.between_run_cv is None else "")
         cps = ", ".join(f"×{c['ratio']:.3f} at {(c['commit'] or c['run_id'] or '?')[:10]}"
                         for c in x.change_points) or "—"
-        t.add_row(x.label, x.context[:8], str(x.runs), compare._fmt_value(x.metric, x.median),
-                  compare._fmt_value(x.metric, x.latest), cv, mdc, cps, note)
+        t.add_row(x.label, x.context[:8], str(x.runs), compare.fmt_value(x.metric, x.median),
+                  compare.fmt_value(x.metric, x.latest), cv, mdc, cps, note)
     display.console(sys.stdout).print(t)
     return EXIT_OK
 
 
 def cmd_check(args) -> int:
-    from benchbench import compare
 
     k, m = _persist(args.persist or ("2/4" if args.confirm else "2/3"))
     if args.confirm and not (args.confirm_a and args.confirm_b):
@@ -297,7 +295,7 @@ def cmd_check(args) -> int:
     s = _open(args.store, "check")
     try:
         run_id = s.resolve(args.run or "latest", args.suite)
-        rows = compare.check_latest(s, run_id, threshold=args.threshold, window=args.window,
+        rows = gate.check_latest(s, run_id, threshold=args.threshold, window=args.window,
                                     persist_k=k, persist_m=m, fdr=args.fdr, confirm=args.confirm)
         if args.confirm:
             confirm_flagged(s, run_id, rows, args)
@@ -338,8 +336,10 @@ def _ab_progress(case, i, side) -> None:
 def cmd_ab(args) -> int:
     import os
 
-    from benchbench import ab, runner
-    from benchbench.suite import load_suite
+    from benchbench import probe, runner
+
+    from benchbench.history import ab
+    from benchbench.suite.schema import load_suite
 
     suite = load_suite(args.suite)
     cases = runner.select(suite.cases, args.filter)
@@ -351,13 +351,14 @@ def cmd_ab(args) -> int:
     if a.describe() == b.describe():
         _err("note: A and B are the same command: expect unchanged (an A/A test of the machine's noise)")
     res = ab.run_ab(cases, a, b, rounds=args.rounds, out_dir=ab.new_out_dir(args.out), extra_paths=extra_paths,
-                    threshold=args.threshold, alpha=args.alpha, skip_reason=runner.skip_reason,
+                    threshold=args.threshold, alpha=args.alpha, skip_reason=probe.skip_reason,
                     on_round=_ab_progress)
     return _print_ab(res, args)
 
 
 def _print_ab(res, args) -> int:
-    from benchbench import ab, display
+    from benchbench.history import ab
+    from benchbench.cli import display
 
     if args.json:
         print(json.dumps(res.to_dict(), indent=2))
@@ -380,7 +381,9 @@ def confirm_flagged(store, run_id: str, rows, args) -> None:
     at them: ``--confirm-a "$HOME/venvs/{commit}/bin/python"``."""
     import os
 
-    from benchbench import ab, runner
+    from benchbench import probe
+
+    from benchbench.history import ab
     from benchbench.case import Case
 
     flagged = [r for r in rows if r.verdict == "regressed"]
@@ -406,7 +409,7 @@ def confirm_flagged(store, run_id: str, rows, args) -> None:
         _err(f"confirm: {len(cases)} flagged case(s), {args.confirm_rounds} paired rounds of "
              f"A ({a.describe()}) and B ({b.describe()})")
         res = ab.run_ab(cases, a, b, rounds=args.confirm_rounds, out_dir=ab.new_out_dir(args.confirm_out),
-                        extra_paths=extra, threshold=args.threshold, skip_reason=runner.skip_reason,
+                        extra_paths=extra, threshold=args.threshold, skip_reason=probe.skip_reason,
                         on_round=_ab_progress)
         verdicts = {(r.case_id, r.metric): r for r in res.rows}
         for row in group:
@@ -424,7 +427,8 @@ def confirm_flagged(store, run_id: str, rows, args) -> None:
 def store_after_run(url: str, run_dir) -> bool:
     """``run --store``: a store failure never costs the run (one line on stderr, False)."""
     try:
-        from benchbench.store import Store, load_run_dir
+        from benchbench.history.store import Store
+        from benchbench.rundir import load_run as load_run_dir
 
         s = Store(url)
         try:

@@ -62,8 +62,9 @@ def format_profile(prof: dict | None) -> list[str]:
 
 
 def cmd_profile(args) -> int:
-    from benchbench import cli, runner
-    from benchbench.suite import load_suite
+    from benchbench import runner
+    from benchbench.cli.common import write_run_report
+    from benchbench.suite.schema import load_suite
 
     suite = load_suite(args.suite)
     case = find_case(suite.cases, args.case)
@@ -81,5 +82,5 @@ def cmd_profile(args) -> int:
         return EXIT_CASES_FAILED
     for line in format_profile(record.runtime.get("profile")):
         print(line)
-    cli._write_run_report(run_dir)
+    write_run_report(run_dir)
     return EXIT_OK

@@ -1,7 +1,7 @@
 """A suite's own device catalogue files (top-level ``catalogue: FILE`` or a list of files).
 
 Paths are relative to the suite file. Each file has the shape of the built-in catalogue
-(:mod:`benchbench.hardware`) and is checked when the suite loads: a mistake is one line
+(:mod:`benchbench.hardware.catalogue`) and is checked when the suite loads: a mistake is one line
 naming the suite's ``catalogue`` line and the catalogue file's own ``FILE:LINE``. A run
 keeps a copy of the entries (``<run dir>/devices.yaml``, so the run stays readable where
 the files are not), and ``benchbench report --hardware`` merges each run's copy over the
@@ -14,11 +14,13 @@ import json
 import os
 from pathlib import Path
 
-from benchbench import hardware, yamlsrc
+from benchbench.hardware import catalogue as hardware
+
+from benchbench import yamlsrc
+from benchbench import rundir
 from benchbench.errors import UserError
 
-RUN_FILE = "devices.yaml"  # in a run directory
-RUN_INFO = "run.json"  # marks a run directory (runner.RUN_FILE)
+RUN_FILE = rundir.CATALOGUE_FILE  # in a run directory
 
 
 def resolve(value, suite_path: str) -> tuple[tuple[str, ...], list[tuple[tuple, str]]]:
@@ -29,7 +31,7 @@ def resolve(value, suite_path: str) -> tuple[tuple[str, ...], list[tuple[tuple, 
     for i, item in enumerate(items):
         loc = ("catalogue",) if isinstance(value, str) else ("catalogue", i)
         path = base / os.path.expanduser(item)
-        if not path.is_file() and (base / RUN_INFO).is_file() and (base / RUN_FILE).is_file():
+        if not path.is_file() and rundir.is_run_dir(base) and (base / RUN_FILE).is_file():
             path = base / RUN_FILE  # the suite copy in a run directory (--resume): the run's copy
         if not path.is_file():
             problems.append((loc, f"device catalogue file {item!r} not found (looked for {path})"))

@@ -9,17 +9,16 @@ over the whole timed window) is kept beside it, unchanged.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from benchbench.errors import UserError
-from benchbench.results import ENVIRONMENT_FILE, RESULTS_FILE, Record, read_records
+from benchbench import rundir
+from benchbench.results import Record
+from benchbench.rundir import Run
 
-RUN_FILE = "run.json"
 # What makes two records "the same case apart from the variant" (for --baseline).
 BASELINE_KEY = ("framework", "model", "batch_size", "device", "mode", "input_shape", "threads",
                 "optimizer", "origin")
@@ -29,54 +28,9 @@ TEXT_COLUMNS = ("device_name", "reason", "optimizer", "stop_reason", "device_mem
                 "ended_at", "log", "energy_source", "energy_reason")
 
 
-@dataclass
-class Run:
-    """One run directory as stored."""
-
-    path: Path
-    records: list[Record]
-    environment: dict | None  # environment.json, None when absent
-    info: dict | None  # run.json, None when absent
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def suite(self) -> str:
-        return (self.info or {}).get("suite") or self.path.parent.name or self.name
-
-    @property
-    def host(self) -> str | None:
-        return (self.environment or {}).get("host")
-
-
-def _read_json(path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
-    return data if isinstance(data, dict) else None
-
-
 def load_runs(paths) -> list[Run]:
-    """Each path is a run directory (or its results.jsonl); the same run twice counts once."""
-    runs, seen = [], set()
-    for raw in paths:
-        p = Path(raw)
-        if p.is_file() and p.name == RESULTS_FILE:
-            p = p.parent
-        if not p.is_dir():
-            raise UserError(f"{raw}: no such run directory")
-        if not (p / RESULTS_FILE).exists():
-            raise UserError(f"{raw}: not a run directory (no {RESULTS_FILE})")
-        key = p.resolve()
-        if key in seen:
-            continue
-        seen.add(key)
-        runs.append(Run(p, read_records(p), _read_json(p / ENVIRONMENT_FILE), _read_json(p / RUN_FILE)))
+    """Each path a run directory (or its results.jsonl); the same run twice counts once."""
+    runs = rundir.load_runs(paths)
     if not runs:
         raise UserError("report: give at least one run directory")
     return runs
@@ -167,7 +121,7 @@ def cases_frame(runs: list[Run], baseline: str | None = None) -> pd.DataFrame:
     """
     rows = [_row(run, rec) for run in runs for rec in run.records]
     if not rows:  # keep the columns: every section then sees "no data", not a KeyError
-        rows = [_row(Run(Path("."), [], None, None), Record(case={}, status="ok"))]
+        rows = [_row(Run(run_id=".", suite=None, created_at=None, records=[], path=Path(".")), Record(case={}, status="ok"))]
         df = pd.DataFrame(rows).iloc[0:0].assign(origin="", series="")
         return df.assign(speedup=float("nan")) if baseline is not None else df
     df = pd.DataFrame(rows)

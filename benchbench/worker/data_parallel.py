@@ -8,7 +8,7 @@ device (same per-device batch, same cores or GPU, no data-parallel wrapper), mea
 in the same job just before (torch) or just after (TensorFlow) the N-device window.
 
 - torch: ``python -m torch.distributed.run --standalone --nproc-per-node N -m
-  benchbench.distributed …`` (torchrun) starts N rank processes; gloo on CPUs, NCCL on
+  benchbench.worker.data_parallel …`` (torchrun) starts N rank processes; gloo on CPUs, NCCL on
   GPUs (rank r on ``cuda:r``). A train step runs under ``DistributedDataParallel``
   (gradients all-reduced in backward); every step, train or inference, then ends with an
   all-reduce of one value, so the slowest rank sets the step time. Each rank times with
@@ -163,7 +163,7 @@ def _torch_gpu_count() -> int:
 
 
 def _tf_gpu_count() -> int:
-    from benchbench.backends.tensorflow import tf
+    from benchbench.backends.tf_runtime import tf
 
     return len(tf.config.list_physical_devices("GPU"))
 
@@ -194,7 +194,7 @@ def _torchrun(case: Case, nproc: int, trace_dir: str | None) -> Record:
     case_path, result_path = work / "case.json", work / "result.json"
     case_path.write_text(json.dumps(case.to_dict()), encoding="utf-8")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "--module", "benchbench.distributed", str(case_path), str(result_path), trace_dir or ""]
+           "--module", "benchbench.worker.data_parallel", str(case_path), str(result_path), trace_dir or ""]
     print(f"benchbench: {' '.join(cmd)}", flush=True)
     started = utc_now()
     try:
@@ -238,7 +238,7 @@ def tf_device(case: Case, make_device):
     """The TensorFlow backend's device for ``devices: N``: a MirroredStrategy over N GPUs,
     or over N logical CPU devices. ``make_device(kind, name, strategy)`` is its _Device."""
     from benchbench.backends.base import Skip
-    from benchbench.backends.tensorflow import tf
+    from benchbench.backends.tf_runtime import tf
 
     n = case.devices
     kind = case.device.split(":")[0]
@@ -367,7 +367,7 @@ def _rank_record(rank_case: Case, case: Case, world: int, placement: dict) -> Re
     from benchbench.measure.stats import summarize
     from benchbench.measure.telemetry import Telemetry
     from benchbench.measure.timing import measure
-    from benchbench.worker import _one_line, host_memory
+    from benchbench.worker import one_line, host_memory
 
     kind = case.device.split(":")[0]
     rank0 = placement["rank"] == 0
@@ -406,7 +406,7 @@ def _rank_record(rank_case: Case, case: Case, world: int, placement: dict) -> Re
     except Skip as e:
         rec.status, rec.reason = "skipped", str(e)
     except Exception as e:
-        rec.reason = _one_line(e)
+        rec.reason = one_line(e)
         traceback.print_exc()
     rec.ended_at = utc_now()
     return rec

@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Callable
 
 from benchbench.case import Case
-from benchbench.compare import HIGHER_IS_BETTER, METRICS, metric_value
+from benchbench.history.compare import HIGHER_IS_BETTER, METRICS, metric_value
 from benchbench.errors import UserError
 from benchbench.results import Record, append_record, write_json
-from benchbench.store import case_label
+from benchbench.case import case_label
 
 DEFAULT_ROUNDS = 5
 DEFAULT_ALPHA = 0.01
@@ -295,17 +295,17 @@ HEADERS = ["case", "metric", "A (median of rounds)", "B (median of rounds)", "B/
 
 
 def _median(xs: list[float]) -> float | None:
-    from benchbench.compare import median
+    from benchbench.history.robust import median
 
     return median(xs) if xs else None
 
 
 def table_rows(res: ABResult) -> list[list[str]]:
-    from benchbench.compare import _fmt_value
+    from benchbench.history.compare import fmt_value
 
     out = []
     for r in res.rows:
-        out.append([r.label, r.metric, _fmt_value(r.metric, _median(r.a)), _fmt_value(r.metric, _median(r.b)),
+        out.append([r.label, r.metric, fmt_value(r.metric, _median(r.a)), fmt_value(r.metric, _median(r.b)),
                     "—" if r.ratio is None else f"{r.ratio:.3f}",
                     "—" if r.low is None else f"[{r.low:.3f}, {r.high:.3f}]",
                     "—" if r.p is None else f"{r.p:.2g}", r.verdict + (f" ({r.note})" if r.note else "")])

@@ -19,7 +19,7 @@ from benchbench.case import Case
 from benchbench.results import Record, utc_now, write_json
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
     text = f"{type(e).__name__}: {e}".strip()
     return " ".join(text.split())[:500]
 
@@ -49,7 +49,7 @@ def _profile(case: Case, backend, prepared, trace_dir) -> dict:
         return {"available": True, **fn(prepared, os.path.join(trace_dir, f"{case.case_id}.trace.json"))}
     except Exception as e:
         traceback.print_exc()
-        return {"available": False, "reason": f"profiler failed: {_one_line(e)}"}
+        return {"available": False, "reason": f"profiler failed: {one_line(e)}"}
 
 
 def _fidelity(prepared) -> dict:
@@ -60,7 +60,7 @@ def _fidelity(prepared) -> dict:
         return prepared.fidelity()
     except Exception as e:
         traceback.print_exc()
-        return {"available": False, "reason": f"fidelity check failed: {_one_line(e)}"}
+        return {"available": False, "reason": f"fidelity check failed: {one_line(e)}"}
 
 
 def run(case: Case, trace_dir: str | None = None) -> Record:
@@ -73,8 +73,8 @@ def run(case: Case, trace_dir: str | None = None) -> Record:
     rec = Record(case=case.to_dict(), status="failed", started_at=utc_now())
     try:
         backend = backends.get(case.framework)
-        if case.data is not None:  # a real input pipeline (benchbench.data)
-            from benchbench.data import hook as data_hook
+        if case.data is not None:  # a real input pipeline (benchbench.pipelines)
+            from benchbench.pipelines import hook as data_hook
 
             prepared = data_hook.prepare(case, backend)
         else:
@@ -102,10 +102,10 @@ def run(case: Case, trace_dir: str | None = None) -> Record:
     except Skip as e:
         rec.status, rec.reason = "skipped", str(e)
     except MemoryError as e:
-        rec.reason = f"out of memory: {_one_line(e)}"
+        rec.reason = f"out of memory: {one_line(e)}"
         traceback.print_exc()
     except Exception as e:
-        reason = _one_line(e)
+        reason = one_line(e)
         if "out of memory" in reason.lower():
             reason = f"out of memory: {reason}"
         rec.reason = reason
@@ -122,7 +122,7 @@ def main(argv: list[str]) -> int:
     work = os.path.dirname(os.path.abspath(result_path))  # the runner's <run dir>/.work
     trace_dir = os.path.join(os.path.dirname(work), "profiles") if os.path.basename(work) == ".work" else work
     if case.devices > 1:  # data-parallel (devices: N): torchrun ranks / MirroredStrategy
-        from benchbench import distributed
+        from benchbench.worker import data_parallel as distributed
 
         record = distributed.run(case, trace_dir)
     else:

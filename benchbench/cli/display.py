@@ -10,25 +10,13 @@ from rich.table import Table
 
 from benchbench.case import Case
 from benchbench.results import Record
+from benchbench.units import fmt_bytes, fmt_ms
 
 
 def console(stream=None) -> Console:
     stream = stream or sys.stdout
     tty = stream.isatty()
     return Console(file=stream, width=None if tty else 200, highlight=False, soft_wrap=not tty)
-
-
-def fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "n/a"
-    return f"{n / 2**20:,.0f} MiB"
-
-
-def fmt_ms(seconds: float | None) -> str:
-    if seconds is None:
-        return "n/a"
-    ms = seconds * 1e3
-    return f"{ms:,.3f}" if ms < 1 else f"{ms:,.2f}" if ms < 100 else f"{ms:,.1f}"
 
 
 def case_table(rows: list[tuple[Case, str | None]], title: str) -> Table:

@@ -5,7 +5,7 @@ Pure: reads records, ``environment.json`` data and the catalogue file; imports n
 framework. Every derived figure is ``None`` with a reason beside it when an input is
 missing, never a guess.
 
-The catalogue (``benchbench/data/devices.yaml``) lists accelerators with DENSE vendor
+The catalogue (``benchbench/hardware/devices.yaml``) lists accelerators with DENSE vendor
 peaks per precision (not the 2:4-sparse figures), memory bandwidth, TDP and optional
 prices. ``BENCHBENCH_DEVICES`` (a path, or several joined with ``os.pathsep``) adds or
 replaces entries by ``id``. CPUs are not in it: :func:`estimate_cpu_peak` computes a peak
@@ -114,14 +114,14 @@ def _parse(text: str, origin: str, basis: str) -> list[DeviceSpec]:
 
 
 def builtin_catalogue_text() -> str:
-    return resources.files("benchbench").joinpath("data/devices.yaml").read_text(encoding="utf-8")
+    return resources.files("benchbench").joinpath("hardware/devices.yaml").read_text(encoding="utf-8")
 
 
 def load_catalogue(extra: list[str | os.PathLike] | None = None, env: dict | None = None) -> list[DeviceSpec]:
     """The built-in catalogue, then the files named by ``BENCHBENCH_DEVICES`` and ``extra``
     in order; a later entry with the same ``id`` replaces an earlier one."""
     env = os.environ if env is None else env
-    devices = {d.id: d for d in _parse(builtin_catalogue_text(), "benchbench/data/devices.yaml", "catalogue")}
+    devices = {d.id: d for d in _parse(builtin_catalogue_text(), "benchbench/hardware/devices.yaml", "catalogue")}
     paths = [p for p in (env.get(ENV_VAR) or "").split(os.pathsep) if p] + [str(p) for p in extra or []]
     for path in paths:
         p = Path(path)
@@ -211,7 +211,7 @@ def local_cpu_spec(cores: int | None = None) -> tuple[DeviceSpec | None, str]:
     peaks, basis = estimate_cpu_peak(text, cores, max_mhz)
     if peaks is None:
         return None, basis
-    from benchbench.environment import cpu_model
+    from benchbench.hardware.environment import cpu_model
 
     return DeviceSpec(id="cpu-estimated", name=f"{cpu_model() or 'CPU'} (estimated peak)", kind="cpu", match=(), peak_flops=peaks,
                       memory_bandwidth_bps=None, tdp_w=None, source="/proc/cpuinfo", verified=False,
