@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from benchbench.data_spec import DataConfig
 
 
+AUTO_MIN_PROCESSES = 5  # a t-interval over fewer process medians is too wide to be useful
+
+
 @dataclass(frozen=True)
 class Settings:
     """How a case is measured. Not part of the case's identity: changing these
@@ -33,12 +36,18 @@ class Settings:
     profile: bool = False  # a short extra window under the framework's profiler after the timed one
     # what a cluster executor asks for (Ray): {num_cpus, num_gpus, accelerator_type, custom: {name: n}}
     resources: dict | None = None
+    # fresh worker processes per case, combined into its one record: an int, or None = auto
+    # (AUTO_MIN_PROCESSES planned, then more up to max_processes until target_rel_ci is met;
+    # a time budget may stop it from 3 on: benchbench.measure.combine.next_process)
+    processes: int | None = None
+    max_processes: int = 8
+    process: int = 1  # which of the case's processes a worker runs (1: also FLOPs, size, fidelity, profile)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Settings":
+    def from_dict(cls, d: dict) -> Settings:
         return cls(**d)
 
 
@@ -60,7 +69,7 @@ class Case:
     threads: int | None = None
     optimizer: str = "adam"
     devices: int = 1  # > 1: data-parallel over this many devices (benchbench.worker.data_parallel)
-    data: "DataConfig | None" = None  # a real input pipeline (benchbench.data_spec); None = synthetic
+    data: DataConfig | None = None  # a real input pipeline (benchbench.data_spec); None = synthetic
     settings: Settings = field(default_factory=Settings, compare=False, hash=False)
 
     def identity(self) -> dict:
@@ -101,7 +110,7 @@ class Case:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Case":
+    def from_dict(cls, d: dict) -> Case:
         return cls(
             framework=d["framework"],
             model=d["model"],

@@ -1,5 +1,6 @@
-"""What a framework can do on this machine, asked in a subprocess so the caller never
-imports the framework: versions, devices, model names. Cached per process."""
+"""What a framework can do on this machine, asked in a subprocess (``python -m
+benchbench.backends FRAMEWORK``) so the caller never imports the framework: versions,
+devices, model names. Cached per process."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ INSTALL_HINT = {
 def _probe(framework: str) -> tuple[dict | None, str | None]:
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "benchbench.probe", framework],
+            [sys.executable, "-m", "benchbench.backends", framework],  # backends/__main__.py
             capture_output=True,
             text=True,
             timeout=PROBE_TIMEOUT_S,
@@ -68,15 +69,3 @@ def skip_reason(case) -> str | None:
 
     return device_skip_reason(case.framework, case.device) or variant_support(
         case.framework, case.variant, case.device, case.mode)
-
-
-def main(argv: list[str]) -> int:
-    from benchbench import backends
-
-    (framework,) = argv
-    json.dump(backends.get(framework).probe(), sys.stdout)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

@@ -12,12 +12,16 @@ import json
 import math
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING
 
 from benchbench.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "skipped")
@@ -41,6 +45,10 @@ class Record:
     energy: dict = field(default_factory=dict)  # per domain: source, J, W, J/sample, samples/J (None + reason)
     pipeline: dict = field(default_factory=dict)  # data: pipelines: config, loader/model/end-to-end rates, bound (benchbench.pipelines)
     fidelity: dict = field(default_factory=dict)  # vs the fp32 reference: top1_agreement, max/mean_abs_diff (benchbench.variants.fidelity)
+    # the case's worker processes: count, interval method and scope, within/between spread, each
+    # process's n, median, interval, pid, start, block size (benchbench.measure.combine); {} in records
+    # written before processes were combined
+    processes: dict = field(default_factory=dict)
     started_at: str | None = None  # ISO 8601, UTC
     ended_at: str | None = None
     duration_s: float | None = None  # whole case: worker start to record
@@ -55,7 +63,7 @@ class Record:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Record":
+    def from_dict(cls, d: dict) -> Record:
         version = d.get("schema_version")
         if not isinstance(version, int):
             raise UserError("record without a schema_version: not a benchbench record")
@@ -124,7 +132,7 @@ def read_records(path: str | os.PathLike) -> list[Record]:
     if not p.exists():
         raise UserError(f"{p}: no such file")
     lines = p.read_text(encoding="utf-8").splitlines()
-    records = []
+    records: list[Record] = []
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -163,7 +171,7 @@ def to_row(record: Record) -> dict:
     return row
 
 
-def load(*paths: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821
+def load(*paths: str | os.PathLike) -> pandas.DataFrame:
     """A pandas DataFrame, a row per case, from run directories or results.jsonl files."""
     import pandas as pd
 

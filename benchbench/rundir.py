@@ -21,10 +21,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
 
 from benchbench.errors import UserError
 from benchbench.results import ENVIRONMENT_FILE, RESULTS_FILE, Record, read_records, write_json

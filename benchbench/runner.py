@@ -6,15 +6,16 @@ from __future__ import annotations
 import fnmatch
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from benchbench import probe, rundir
 from benchbench.case import Case
 from benchbench.errors import UserError
 from benchbench.executors import Executor
 from benchbench.hardware import environment
+from benchbench.measure import combine
 from benchbench.results import ENVIRONMENT_FILE, RESULTS_FILE, Record, append_record, read_records, write_json
 from benchbench.rundir import now as _now
 from benchbench.suite import catalogue as suite_catalogue
@@ -154,19 +155,44 @@ def run(
 
     extra_paths = [os.getcwd(), str(Path(suite.path).resolve().parent)]
     result = RunResult(run_dir=run_dir)
+
+    def finish(record: Record) -> None:
+        append_record(results_path, record)
+        result.records.append(record)
+        _processes_file(run_dir, record.case_id).unlink(missing_ok=True)
+        if on_record:
+            on_record(record)
+
+    kept = {c.case_id: _read_processes(run_dir, c.case_id) for c in todo}  # --resume: finished processes
+    active = list(todo)
     try:
         with _SigtermAsInterrupt():
-            records = executor.run_many(todo, run_dir, extra_paths, on_start=on_start)
-            try:
-                for record in records:
-                    append_record(results_path, record)
-                    result.records.append(record)
-                    if on_record:
-                        on_record(record)
-            finally:
-                close = getattr(records, "close", None)
-                if close is not None:
-                    close()  # stops what has not finished
+            while active:  # one pass: the next process of every unfinished case, in suite order
+                by_id = {c.case_id: c for c in active}
+                still: set[str] = set()
+                jobs = [combine.process_case(c, len(kept[c.case_id]) + 1) for c in active]
+                records = executor.run_many(jobs, run_dir, extra_paths, on_start=on_start)
+                try:
+                    for record in records:  # a case is decided as soon as its process ends
+                        case = by_id[record.case_id]
+                        done_here = kept[case.case_id]
+                        if record.status != "ok":
+                            finish(combine.failed_record(case, record, done_here))
+                            continue
+                        done_here.append(record)
+                        more, why = combine.next_process(case, done_here)
+                        if more:
+                            path = _processes_file(run_dir, case.case_id)
+                            path.parent.mkdir(exist_ok=True)
+                            append_record(path, record)
+                            still.add(case.case_id)
+                        else:
+                            finish(combine.combine_records(case, done_here, why))
+                finally:
+                    close = getattr(records, "close", None)
+                    if close is not None:
+                        close()  # stops what has not finished
+                active = [c for c in active if c.case_id in still]
     except (KeyboardInterrupt, Interrupted):
         result.interrupted = True
     recorded = done | {r.case_id for r in result.records}
@@ -179,3 +205,13 @@ def run(
 def resume_plan(run_dir: Path) -> tuple[Path, list[str]]:
     """(the suite file that ran, the planned case ids) of an earlier run directory."""
     return rundir.resume_plan(run_dir)
+
+
+def _processes_file(run_dir: Path, case_id: str) -> Path:
+    return run_dir / rundir.PROCESSES_DIR / f"{case_id}.jsonl"
+
+
+def _read_processes(run_dir: Path, case_id: str) -> list[Record]:
+    """The finished processes of a case not yet combined (an interrupted run), in order."""
+    path = _processes_file(run_dir, case_id)
+    return [r for r in read_records(path) if r.status == "ok"] if path.exists() else []

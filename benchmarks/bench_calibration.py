@@ -81,7 +81,7 @@ def read_run(run_dir: Path) -> dict[str, Interval]:
         except json.JSONDecodeError:
             if i == len(lines):  # a torn last line (a crash mid-write)
                 break
-            raise SystemExit(f"{path}:{i}: not a JSON record")
+            raise SystemExit(f"{path}:{i}: not a JSON record") from None
         stats = rec.get("stats") or {}
         if rec.get("status") != "ok" or None in (stats.get("median"), stats.get("ci95_low"),
                                                    stats.get("ci95_high")):

@@ -32,8 +32,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from benchbench import cli
-from benchbench.history import store as st
 from benchbench.case import Case, case_label
+from benchbench.history import store as st
 from benchbench.measure.stats import summarize
 from benchbench.results import Record
 

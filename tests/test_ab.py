@@ -9,9 +9,8 @@ import sys
 import pytest
 
 from benchbench import cli
-
-from benchbench.history import ab
 from benchbench.case import Case, Settings
+from benchbench.history import ab
 from benchbench.measure.stats import summarize
 from benchbench.results import Record, read_records
 from conftest import FIXTURES, bb

@@ -8,14 +8,9 @@ from pathlib import Path
 import pytest
 
 from benchbench import cli
-
-from benchbench.history import compare
-
-from benchbench.history import gate
-
-from benchbench.history import robust
-from benchbench.history import store as st
 from benchbench.case import Case
+from benchbench.history import compare, gate, robust
+from benchbench.history import store as st
 from benchbench.measure.stats import summarize
 from benchbench.results import Record, append_record
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from benchbench.pipelines import bound, presets
 from benchbench.data_spec import DataConfig
-from benchbench.pipelines.generate import ensure, generate, list_images
 from benchbench.errors import UserError
+from benchbench.pipelines import bound, presets
+from benchbench.pipelines.generate import ensure, generate, list_images
 from benchbench.suite.schema import parse_suite
 
 REPO = Path(__file__).resolve().parents[1]

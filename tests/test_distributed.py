@@ -11,14 +11,19 @@ import dataclasses
 import importlib.util
 import itertools
 import json
+import os
+import re
+import subprocess
+import sys
 
 import pytest
 
-from benchbench.worker import data_parallel as distributed
 from benchbench.case import Case, Settings
+from benchbench.data_spec import DataConfig
 from benchbench.measure.timing import measure
 from benchbench.results import Record
 from benchbench.suite.schema import parse_suite
+from benchbench.worker import data_parallel as distributed
 from conftest import bb, run_dir_of, write
 
 CASE = Case("torch", "seed_cnn", 8, "cpu", "train", "fp32", (3, 32, 32))
@@ -95,6 +100,16 @@ def test_skip_reasons():
     assert distributed.skip_reason(dataclasses.replace(dp, device="cuda"), lambda: 1) == \
         "devices: 2 needs 2 CUDA GPUs; 1 visible"
     assert distributed.skip_reason(dp) is None
+    # torch ranks would each read the whole loader, and its extra windows are not in lock-step
+    assert "data: pipeline is not implemented for torch" in distributed.skip_reason(
+        dataclasses.replace(dp, data=DataConfig()))
+
+
+def test_the_one_device_copy_is_the_case_on_one_device_not_profiled():
+    dp = dataclasses.replace(CASE, devices=2, settings=Settings(profile=True, min_time=0.3))
+    one = distributed.one_device_copy(dp)
+    assert one.devices == 1 and one.case_id == CASE.case_id and one.settings.profile is False
+    assert one.settings.min_time == 0.3
 
 
 # --- lock-step timing with fake clocks -------------------------------------------------------
@@ -162,15 +177,23 @@ defaults:
 """
 
 
-@pytest.mark.slow
-def test_ddp_with_two_gloo_processes_and_tf_mirrored_over_two_logical_cpus(tmp_path):
+@pytest.fixture(scope="module")
+def dp_run(tmp_path_factory):
+    """The SUITE above run once through the CLI: (records by framework, run directory)."""
+    tmp_path = tmp_path_factory.mktemp("dp")
     frameworks = ["torch"] + (["tensorflow"] if importlib.util.find_spec("tensorflow") else [])
     s = write(tmp_path / "dp.yaml", SUITE.format(frameworks=json.dumps(frameworks)))
     proc = bb("run", s, "--out", tmp_path / "out", "--json", cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     recs = {r["case"]["framework"]: r for r in map(json.loads, proc.stdout.splitlines())}
     assert set(recs) == set(frameworks)
-    for fw, rec in recs.items():
+    return recs, run_dir_of(tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_ddp_with_two_gloo_processes_and_tf_mirrored_over_two_logical_cpus(dp_run):
+    recs, run_dir = dp_run
+    for rec in recs.values():
         assert rec["status"] == "ok", rec["reason"]
         assert rec["case"]["devices"] == 2 and rec["case"]["batch_size"] == 4
         dp = rec["runtime"]["data_parallel"]
@@ -185,13 +208,154 @@ def test_ddp_with_two_gloo_processes_and_tf_mirrored_over_two_logical_cpus(tmp_p
     if "torch" in recs:
         rt = recs["torch"]["runtime"]
         assert rt["data_parallel"]["process_group_backend"] == "gloo"
-        assert rt["ddp"] == {"world_size": 2, "backend": "gloo"}  # the train step ran under DDP
+        assert rt["ddp"]["world_size"] == 2 and rt["ddp"]["backend"] == "gloo"  # the train step ran under DDP
         ranks = recs["torch"]["memory"]["ranks"]
         assert [r["rank"] for r in ranks] == [0, 1]
         assert ranks[0]["cores"] != ranks[1]["cores"]  # each rank on its own core(s)
-        log = (run_dir_of(tmp_path / "out") / rt["log"]).read_text()
+        log = (run_dir / rt["log"]).read_text()
         assert "--nproc-per-node=2" in log and "benchbench rank 1/2" in log
     if "tensorflow" in recs:
         dp = recs["tensorflow"]["runtime"]["data_parallel"]
         assert "MirroredStrategy over 2 logical CPU devices" in dp["method"]
         assert "overhead, not a speed-up" in dp["note"]
+
+
+@pytest.mark.slow
+def test_data_parallel_records_carry_fidelity(dp_run):
+    """Rank 0 (torch) and the MirroredStrategy worker (TensorFlow) run the worker's own
+    fidelity code: fp32 train is the fp32 forward, so identical by construction."""
+    recs, _ = dp_run
+    for fw, rec in recs.items():
+        assert rec["fidelity"], f"{fw}: a data-parallel record without fidelity"
+        assert rec["fidelity"]["top1_agreement"] == 1.0, (fw, rec["fidelity"])
+        assert rec["fidelity"]["method"].startswith("not recomputed: "), rec["fidelity"]
+
+
+@pytest.mark.slow
+def test_the_one_device_baseline_is_measured_in_its_own_process(dp_run):
+    """TensorFlow cannot change its logical devices once its runtime started: the one-device
+    baseline of a ``devices: 2`` case is a worker of its own (``python -m benchbench.worker``)."""
+    recs, run_dir = dp_run
+    if "tensorflow" in recs:
+        rec = recs["tensorflow"]
+        log = (run_dir / rec["runtime"]["log"]).read_text()
+        # every worker process announces itself and its case in the case log: the baseline's
+        # is a worker of the devices: 1 copy (label without /dp2), the N-device one's not
+        label = "tensorflow/seed_cnn/bs4/cpu/train/fp32"
+        single = set(map(int, re.findall(rf"benchbench worker pid (\d+): {label} \(", log)))
+        multi = set(map(int, re.findall(rf"benchbench worker pid (\d+): {label}/dp2 \(", log)))
+        assert single and multi and not single & multi, log[-3000:]
+        dp = rec["runtime"]["data_parallel"]
+        assert dp["single_device"]["pid"] in single and dp["pid"] in multi, dp
+        assert "measured in its own worker process" in dp["single_device_how"]
+    for fw, rec in recs.items():
+        dp = rec["runtime"]["data_parallel"]
+        pid, single_pid = dp["pid"], dp["single_device"]["pid"]
+        assert isinstance(pid, int) and isinstance(single_pid, int) and pid != single_pid, (fw, dp)
+
+
+# --- DDP × variant: the train step runs the variant's call on the DDP-wrapped module -----------
+
+FAST = Settings(warmup_iters=1, min_time=0.05, max_time=0.3, min_iters=8, telemetry_hz=0)
+
+
+def _worker(case: Case, tmp_path, name: str) -> dict:
+    """``python -m benchbench.worker`` on ``case`` (as the executors start it) in a run
+    directory of its own; its record. ``tmp_path`` is on the path (user models)."""
+    work = tmp_path / name / ".work"
+    work.mkdir(parents=True)
+    (work / "c.json").write_text(json.dumps(case.to_dict()))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-m", "benchbench.worker", str(work / "c.json"), str(work / "r.json")],
+                         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    rec = json.loads((work / "r.json").read_text())
+    assert rec["status"] == "ok", (rec["reason"], out.stdout[-3000:])
+    return rec
+
+
+PROBE_MODEL = """\
+import atexit, json, os, sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+SEEN = {}  # "<first Linear's output dtype> grad=<bool>" -> eager calls; "<dtype> compiling" -> 1
+
+
+class Probe(nn.Module):
+    def __init__(self, features):
+        super().__init__()
+        self.fc1 = nn.Linear(features, 16)
+        self.fc2 = nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = self.fc1(x)
+        if torch.compiler.is_compiling():  # traced by dynamo: runs (as Python) only while compiling
+            SEEN[f"{h.dtype} compiling"] = 1
+        else:
+            key = f"{h.dtype} grad={torch.is_grad_enabled()}"
+            SEEN[key] = SEEN.get(key, 0) + 1
+        return self.fc2(torch.relu(h))
+
+
+def build(input_shape=(10,)):
+    return Probe(input_shape[0])
+
+
+@atexit.register
+def _dump():  # in a torchrun rank: argv = [module, CASE.json, RESULT.json, TRACE_DIR]
+    variant = json.loads(Path(sys.argv[1]).read_text())["variant"]
+    world, rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK", "0")
+    name = f"seen-{variant}-{world}-{rank}-{os.getpid()}.json"
+    Path(__file__).with_name(name).write_text(json.dumps(SEEN))
+"""
+
+
+@pytest.mark.slow
+def test_ddp_train_runs_the_variants_call(tmp_path):
+    """``devices: 2`` train (gloo, CPU): amp_bf16 keeps its autocast (the first Linear's output
+    is bfloat16 in every training forward), compile and torchscript run the compiled / traced
+    module (no eager Python forward with gradients beyond the one torch.jit.trace makes)."""
+    write(tmp_path / "ddp_probe.py", PROBE_MODEL)
+    recs = {}
+    for variant in ("amp_bf16", "compile", "torchscript"):
+        case = Case("torch", "ddp_probe:build", 4, "cpu", "train", variant, (10,), threads=1, devices=2,
+                    settings=FAST)
+        recs[variant] = rec = _worker(case, tmp_path, variant)
+        assert rec["runtime"]["ddp"]["world_size"] == 2 and rec["runtime"]["data_parallel"]["devices"] == 2
+
+    def seen(variant: str) -> list[dict]:  # what each rank of the 2-rank run saw
+        files = sorted(tmp_path.glob(f"seen-{variant}-2-*.json"))
+        assert len(files) == 2, files
+        return [json.loads(f.read_text()) for f in files]
+
+    for keys in seen("amp_bf16"):  # every training forward (gradients on) ran under autocast
+        assert keys.get("torch.bfloat16 grad=True", 0) >= 8 and "torch.float32 grad=True" not in keys, keys
+    for keys in seen("compile"):  # dynamo traced the forward; no eager training forward ran
+        assert "torch.float32 compiling" in keys and "torch.float32 grad=True" not in keys, keys
+    for keys in seen("torchscript"):  # one eager forward with gradients: torch.jit.trace's
+        assert keys.get("torch.float32 grad=True", 0) <= 1, keys
+    # the one-device baselines (torchrun with one rank, no DDP) ran the variants as well
+    assert all(keys.get("torch.bfloat16 grad=True", 0) >= 8 for keys in
+               [json.loads(f.read_text()) for f in tmp_path.glob("seen-amp_bf16-1-*.json")])
+    # and the record says how DDP and the variant were composed
+    assert recs["amp_bf16"]["runtime"]["autocast"] == "bfloat16"
+    assert "autocast bfloat16" in recs["amp_bf16"]["runtime"]["ddp"]["wraps"]
+    assert recs["compile"]["runtime"]["ddp"]["wraps"].startswith("torch.compile(DistributedDataParallel(model))")
+    assert recs["compile"]["cold_start"]["compile_s"] > 0
+
+
+@pytest.mark.slow
+def test_a_data_parallel_torch_case_profiles_on_rank_zero(tmp_path):
+    case = Case("torch", "seed_mlp", 4, "cpu", "train", "fp32", (10,), devices=2,
+                settings=dataclasses.replace(FAST, profile=True))
+    rec = _worker(case, tmp_path, "run")
+    prof = rec["runtime"]["profile"]
+    assert prof["available"] is True, prof
+    assert prof["tool"] == "torch.profiler" and prof["top_host_ops"]
+    trace = tmp_path / "run" / "profiles" / f"{case.case_id}.trace.json"
+    assert prof["trace"] == str(trace) and trace.stat().st_size > 0
+    # the ranks ran the profiled window in lock-step: rank 0's trace holds the collectives
+    assert "all_reduce" in trace.read_text()

@@ -58,7 +58,12 @@ def test_ok_records_carry_statistics_memory_model_facts_and_cold_start(tiny_run)
         assert s["n"] == len(r.samples) >= 8
         assert s["p50"] <= s["p90"] <= s["p95"] <= s["p99"] <= s["max"]
         assert s["throughput"] > 0 and s["ms_per_batch"] > 0
-        assert r.timing["iterations"] == s["n"] * r.timing["block_size"]
+        per = r.processes["per_process"]  # each worker process: its samples and block size
+        assert sum(p["n"] for p in per) == s["n"] and r.processes["processes"] == len(per) >= 3
+        assert r.timing["iterations"] == sum(p["n"] * p["block_size"] for p in per)
+        assert r.processes["interval_scope"] == "between-process" and s["interval_scope"] == "between-process"
+        assert s["ci95_low"] <= s["median"] <= s["ci95_high"]
+        assert all(p["start_method"] == "forkserver" for p in per) and len({p["pid"] for p in per}) == len(per)
         assert r.cold_start["build_s"] > 0 and r.cold_start["first_iter_s"] > 0
         assert r.memory["host_peak_rss_bytes"] > 50 * 2**20
         assert r.memory["device_peak_allocated_bytes"] is None and r.memory["device_memory_reason"]

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from benchbench.hardware import catalogue as hw
 from benchbench.errors import UserError
+from benchbench.hardware import catalogue as hw
 
 
 @pytest.fixture(scope="module")
@@ -473,8 +473,8 @@ def test_suite_catalogue_mistakes_name_both_files_and_lines(tmp_path, cat, text,
 
 def test_run_catalogue_reaches_the_hardware_report(tmp_path):
     pytest.importorskip("plotly")
-    from benchbench.suite import catalogue as suite_catalogue
     from benchbench.cli import main
+    from benchbench.suite import catalogue as suite_catalogue
 
     run = _run_dir(tmp_path / "a", "box-a", "My NPU v2", 1000.0)
     cat = tmp_path / "mine.yaml"

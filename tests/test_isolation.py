@@ -64,6 +64,7 @@ def test_each_misbehaving_model_is_a_failed_record_and_the_suite_goes_on(workdir
         assert rec.status == "failed", model
         assert expected in rec.reason, (model, rec.reason)
         assert "\n" not in rec.reason
+        assert rec.runtime["worker"]["start_method"] == "forkserver", model  # a forked child fails alone
     assert "exceeded the memory limit of 2.0 GiB" in recs["bad_models:hogging"].reason
     assert recs["seed_mlp"].status == "ok" and recs["seed_mlp"].stats["n"] >= 8
     # the traceback of a Python failure is in the case's log, not in the terminal
@@ -95,6 +96,7 @@ defaults:
   min_iters: 8
   threads: 1
   timeout: 120
+  processes: 1
 models:
   seed_cnn: {input_shape: [3, 32, 32]}
 """
@@ -125,9 +127,15 @@ def test_interrupt_keeps_finished_records_and_resume_runs_only_the_rest(workdir,
     first = results.read_records(run_dir)
     assert [r.case["model"] for r in first] == ["seed_mlp"]
     assert f"benchbench run --resume {run_dir}" in stderr
-    # no worker left behind
+    # no worker left behind: neither the fork server nor any child it forked
     ps = subprocess.run(["pgrep", "-f", f"benchbench.worker {run_dir}"], capture_output=True, text=True)
     assert ps.stdout.strip() == ""
+    server_log = (run_dir / "logs" / "fork-server-torch.log").read_text()
+    pids = [int(w) for line in server_log.splitlines() for w in line.split() if w.isdigit()][:1] + [
+        int(line.split()[3]) for line in server_log.splitlines() if line.startswith("forked worker pid")]
+    assert len(pids) >= 3  # the server, seed_mlp's worker, the hanging one's
+    for pid in pids:
+        assert not _alive(pid), (pid, server_log)
 
     # resume with the hanging model excluded by filter: only the missing seed_cnn case runs
     resumed = bb("run", "--resume", run_dir, "--filter", "model=seed_*", cwd=workdir)
@@ -138,3 +146,11 @@ def test_interrupt_keeps_finished_records_and_resume_runs_only_the_rest(workdir,
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "incomplete"  # the filtered-out hanging case is still missing
     assert len(info["missing"]) == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from benchbench.executors import profile_files as profiles
 from benchbench.case import Case, Settings
+from benchbench.executors import profile_files as profiles
 from benchbench.results import Record
 from conftest import bb, run_dir_of, write
 
@@ -226,12 +226,12 @@ def test_land_refuses_paths_out_of_the_run_dir_and_reports_oversize(tmp_path):
 def test_ray_task_body_ships_the_trace_back(tmp_path, monkeypatch):
     """run_on_node (the Ray task's body, called here without a cluster) returns the trace
     its worker wrote in the node's temporary directory; the driver lands it in the run dir."""
-    from benchbench.executors import ray as ray_executor
+    from benchbench.executors import remote
 
-    monkeypatch.setattr(ray_executor, "node_facts", lambda *a, **k: {"host": "node-1"})  # no Ray runtime here
+    monkeypatch.setattr(remote, "node_facts", lambda *a, **k: {"host": "node-1"})  # no Ray runtime here
     case = Case(framework="torch", model="seed_mlp", batch_size=4, device="cpu", mode="inference", variant="fp32",
                 input_shape=(10,), threads=1, settings=FAST)  # fmt: skip
-    rec_dict, log, traces = ray_executor.run_on_node(case.to_dict(), [])
+    rec_dict, log, traces = remote.run_on_node(case.to_dict(), [])
     assert rec_dict["status"] == "ok", rec_dict["reason"]
     node_trace = Path(rec_dict["runtime"]["profile"]["trace"])
     assert not node_trace.exists()  # the node's temporary directory is gone

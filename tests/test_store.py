@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from benchbench.history import store as st
 from benchbench.case import Case
 from benchbench.errors import UserError
+from benchbench.history import store as st
 from benchbench.measure.stats import summarize
 from benchbench.results import Record, append_record
 from conftest import bb

@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from benchbench.suite import schema as suite_mod
 from benchbench.errors import UserError
+from benchbench.suite import schema as suite_mod
 from benchbench.suite.schema import load_suite, parse_suite, suite_json_schema
 
 ZOO = ["resnet18", "resnet50", "mobilenet_v2", "vit_b_16"]

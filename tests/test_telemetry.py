@@ -13,10 +13,9 @@ from types import SimpleNamespace
 import pytest
 
 from benchbench import probe, results, runner
-
-from benchbench.hardware import inventory as devices
-from benchbench.backends.base import Prepared
 from benchbench.case import Case, Settings
+from benchbench.framework.base import Prepared
+from benchbench.hardware import inventory as devices
 from benchbench.measure import telemetry as tm
 from benchbench.measure.sources import Channel, Unavailable, nvml, rapl
 from benchbench.measure.telemetry import (

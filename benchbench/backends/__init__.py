@@ -1,14 +1,14 @@
-"""Backends: one per framework, behind the small protocol in base.py.
+"""Backends: one per framework, behind the small protocol in :mod:`benchbench.framework.base`.
 
 ``get(name)`` imports the backend module (and so the framework) lazily: only worker
-and probe processes call it.
+and probe processes call it (the probe's is ``python -m benchbench.backends FRAMEWORK``).
 """
 
 from __future__ import annotations
 
 import importlib
 
-from benchbench.backends.base import Backend, Prepared, Skip
+from benchbench.framework.base import Backend, Prepared, Skip
 
 _MODULES = {"torch": "benchbench.backends.torch", "tensorflow": "benchbench.backends.tensorflow"}
 

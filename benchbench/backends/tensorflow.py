@@ -18,16 +18,15 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 
 from benchbench import registry
-from benchbench.backends.base import Prepared, Skip
-from benchbench.backends.tf_runtime import keras, set_threads, tf, thread_counts  # noqa: F401 (re-exported)
 from benchbench.case import Case
+from benchbench.framework.base import Prepared, Skip
+from benchbench.framework.tf_runtime import keras, set_threads, tf, thread_counts  # noqa: F401 (re-exported)
 from benchbench.hardware.environment import cpu_model
 from benchbench.models import keras_models
 
@@ -248,6 +247,36 @@ class _Device:
             tf.test.experimental.sync_devices()
 
 
+def _mirrored_device(case: Case) -> _Device:
+    """``devices: N``: a MirroredStrategy over N GPUs, or over N logical CPU devices. Before
+    the runtime starts: the worker measures the case's one-device baseline in a process of
+    its own, since the logical devices cannot change once the runtime runs."""
+    n = case.devices
+    kind = case.device.split(":")[0]
+    if kind == "cpu":
+        cpus = tf.config.list_physical_devices("CPU")
+        try:
+            tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * n)
+        except RuntimeError:  # the runtime already started (an in-process caller): checked below
+            pass
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have < n:
+            raise Skip(f"devices: {n}: TensorFlow's runtime already started with {have} logical CPU device(s)")
+        tf.config.set_visible_devices([], "GPU")
+        names = [f"/CPU:{i}" for i in range(n)]
+        return _Device("cpu", "/CPU:0", tf.distribute.MirroredStrategy(
+            devices=names, cross_device_ops=tf.distribute.ReductionToOneDevice(reduce_to_device="/CPU:0")))
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) < n:
+        raise Skip(f"devices: {n} needs {n} GPUs; {len(gpus)} visible to TensorFlow")
+    for g in gpus[:n]:
+        try:
+            tf.config.experimental.set_memory_growth(g, True)
+        except RuntimeError:
+            pass
+    return _Device("cuda", "/GPU:0", tf.distribute.MirroredStrategy(devices=[f"/GPU:{i}" for i in range(n)]))
+
+
 def _tpu_strategy():
     target, reason = _tpu_target()
     if target is None:
@@ -295,9 +324,7 @@ class TensorFlowBackend:
         """Resolve the device and make only it visible: before the runtime starts."""
         kind, _, index = case.device.partition(":")
         if case.devices > 1:  # data-parallel: a MirroredStrategy (benchbench.worker.data_parallel)
-            from benchbench.worker.data_parallel import tf_device
-
-            return tf_device(case, _Device)
+            return _mirrored_device(case)
         gpus = tf.config.list_physical_devices("GPU")
         if kind == "cpu":
             if gpus:  # a CPU case neither starts nor holds memory on the GPUs

@@ -9,9 +9,9 @@ import time
 
 import torch
 
-from benchbench.hardware.environment import cpu_model
-from benchbench.backends.base import Prepared, Skip
 from benchbench.case import Case
+from benchbench.framework.base import Prepared, Skip
+from benchbench.hardware.environment import cpu_model
 from benchbench.models import torch_models
 
 FLOPS_NOTE = (
@@ -166,6 +166,76 @@ def profile_window(step, device_type: str, trace_path, iters: int = PROFILE_ITER
     return out
 
 
+class _VariantCall(torch.nn.Module):
+    """A module whose forward is a variant's call (amp: autocast around the model), so that
+    DistributedDataParallel can wrap it; the model is a submodule: its parameters are DDP's."""
+
+    def __init__(self, model: torch.nn.Module, call):
+        super().__init__()
+        self.model, self._call = model, call
+
+    def forward(self, x):
+        return self._call(x)
+
+
+def wrap_ddp(case: Case, v, device: torch.device, runtime: dict, sync):
+    """The train step's forward: the variant's ``call`` — under DistributedDataParallel when
+    this process is a rank of a process group with more than one member (``devices: N``:
+    a torchrun rank, ``benchbench.worker.rank``). DDP must wrap the module whose backward makes
+    the gradients of the parameters the optimizer updates (``v.params()``), and the step
+    must still run the variant, so how the two compose depends on what the variant's call is:
+
+    - ``compile``: ``torch.compile(DDP(model))``, DDP first. Dynamo then sees DDP and splits
+      the graph at its gradient buckets (DDPOptimizer), so each bucket's all-reduce overlaps
+      the rest of backward, as torch's DDP + compile notes prescribe; DDP around the compiled
+      module would all-reduce only after the whole compiled backward. The compile the variant
+      timed (without DDP) is not the one that runs: the first call of the DDP module is timed
+      again as ``cold_start.compile_s``.
+    - the call *is* the model (fp32, finetune, fp16/bf16 casts, channels_last, tf32, prune,
+      channel_prune, frozen_backbone): the variant changed the module itself; DDP wraps it.
+    - the call is another module sharing the model's parameters (torchscript's traced graph;
+      a trace cannot contain DDP, whose forward is Python with collectives): DDP wraps it.
+    - the call is a function around the model (amp, amp_bf16: autocast): DDP wraps a module
+      whose forward is that very call, so autocast covers the forward exactly as on one device,
+      while DDP's gradient all-reduce runs in backward, outside autocast (torch's AMP notes).
+
+    Fidelity was measured by the variant on its own call: DDP does not change the forward."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return v.call
+    from torch.nn.parallel import DistributedDataParallel
+
+    from benchbench.registry import split_variant
+
+    def ddp(module):
+        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+    if split_variant(case.variant)[0] == "compile":
+        forward = torch.compile(ddp(v.model), mode=v.runtime["compile"]["mode"])
+        how = "torch.compile(DistributedDataParallel(model)): DDP first, so dynamo splits the graph at its buckets"
+        t0 = time.perf_counter()
+        forward(v.x)  # compiles, as the variant's own first call did (forward, gradients on)
+        sync()
+        v.cold_start["compile_s"] = time.perf_counter() - t0
+        v.cold_start["compile_note"] = "first call of torch.compile(DistributedDataParallel(model)) in this rank"
+    elif v.call is v.model:
+        forward, how = ddp(v.model), "DistributedDataParallel(model): the variant changed the module itself"
+    elif isinstance(v.call, torch.nn.Module):
+        trained = {id(p) for p in v.params()}
+        if not trained <= {id(p) for p in v.call.parameters()}:
+            raise Skip(f"variant {case.variant!r} with devices: {case.devices} (train): the module it runs "
+                       "does not hold the parameters the optimizer trains, so DDP cannot all-reduce them")
+        forward = ddp(v.call)
+        how = f"DistributedDataParallel({type(v.call).__name__}): the variant's module, sharing the model's parameters"
+    else:
+        forward = ddp(_VariantCall(v.model, v.call))
+        how = "DistributedDataParallel(module running the variant's call" + (
+            f": autocast {v.runtime['autocast']} around the model)" if v.runtime.get("autocast") else ")")
+    runtime["ddp"] = {"world_size": dist.get_world_size(), "backend": dist.get_backend(), "wraps": how}
+    return forward
+
+
 class TorchBackend:
     name = "torch"
 
@@ -263,13 +333,11 @@ class TorchBackend:
                 opt = torch.optim.Adam(v.params(), lr=1e-3)
             runtime["loss"] = loss_name
             runtime["optimizer"] = type(opt).__name__
-            from benchbench.worker.data_parallel import wrap_ddp
-
-            net = wrap_ddp(model, device, runtime)  # devices: N → DistributedDataParallel in a torchrun rank
+            forward = wrap_ddp(case, v, device, runtime, sync)  # devices: N: DDP in a torchrun rank
 
             def step():
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn((v.call if net is model else net)(x).float(), y)
+                loss = loss_fn(forward(x).float(), y)
                 v.backward(loss, opt)  # with a GradScaler for amp on CUDA
                 sync()
 

@@ -57,11 +57,20 @@ def skipped_lines(records: list[Record]) -> list[str]:
     return [escape(f"{len(devs)} skipped ({', '.join(sorted(set(devs)))}): {reason}") for reason, devs in groups.items()]
 
 
+def between_process(rec: Record) -> bool:
+    """Whether the record's interval spans several worker processes (covers a re-run)."""
+    return (rec.processes or {}).get("interval_scope") == "between-process"
+
+
+WITHIN_ONLY_NOTE = ("* the interval is of one worker process only: a re-run in a new process may differ by "
+                    "more (set processes: 5 or auto)")
+
+
 def summary_table(records: list[Record], title: str) -> Table:
     t = Table(title=title, title_justify="left")
     cols = [
         ("case", "left"), ("status", "left"), ("samples/s", "right"), ("ms/batch p50", "right"),
-        ("p99", "right"), ("±CI95", "right"), ("iters", "right"), ("peak RSS", "right"),
+        ("p99", "right"), ("±CI95", "right"), ("procs", "right"), ("iters", "right"), ("peak RSS", "right"),
         ("dev peak", "right"), ("note", "left"),
     ]
     for name, justify in cols:
@@ -81,10 +90,14 @@ def summary_table(records: list[Record], title: str) -> Table:
             f"{s['throughput']:,.1f}" if s.get("throughput") else "",
             fmt_ms(s.get("median")) if s else "",
             fmt_ms(s.get("p99")) if s else "",
-            f"{rel * 100:.1f}%" if rel is not None else ("n/a" if s else ""),
+            (f"{rel * 100:.1f}%" + ("" if between_process(r) else "*")) if rel is not None else ("n/a" if s else ""),
+            str((r.processes or {}).get("processes") or 1) if s else "",
             str(r.timing.get("iterations")) if r.timing else "",
             fmt_bytes(r.memory.get("host_peak_rss_bytes")) if r.memory else "",
             fmt_bytes(r.memory.get("device_peak_allocated_bytes")) if r.memory.get("device_peak_allocated_bytes") else "",
             escape(note(r)),
         )
+    if any(r.status == "ok" and not between_process(r) for r in records):
+        t.caption = WITHIN_ONLY_NOTE
+        t.caption_justify = "left"
     return t

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from benchbench.cli.common import err as _err
-from benchbench.history import gate
 from benchbench.errors import EXIT_OK, UserError
+from benchbench.history import gate
 
 EXIT_REGRESSION = 1
 
@@ -179,8 +179,8 @@ def _load(ref: str, store, suite):
 
 
 def cmd_compare(args) -> int:
-    from benchbench.history import compare
     from benchbench.cli import display
+    from benchbench.history import compare
     from benchbench.history.store import DEFAULT_URL, resolve_url
 
     store = None
@@ -198,7 +198,8 @@ def cmd_compare(args) -> int:
         _err("warning: the runs' contexts differ, verdicts may reflect the machine, not the change: " + "; ".join(
             f"{k}: {a} → {b}" for k, (a, b) in cmp.context_diff.items()))
     if not any(r.confirmed for r in cmp.rows if r.ratio is not None) and cmp.rows:
-        _err("note: no history for these series: verdicts use the within-run spread ×3 and are unconfirmed")
+        _err("note: no history for these series and single-process records: verdicts use the within-run spread ×3 "
+             "and are unconfirmed")
     if args.json:
         print(json.dumps(cmp.to_dict(), indent=2))
     elif args.markdown:
@@ -228,9 +229,7 @@ def _persist(text: str) -> tuple[int, int]:
 
 
 def cmd_history(args) -> int:
-    from benchbench.history import compare
-
-    from benchbench.history import changepoints
+    from benchbench.history import changepoints, compare
 
     k, m = _persist(args.persist)
     cps = changepoints.available()
@@ -337,7 +336,6 @@ def cmd_ab(args) -> int:
     import os
 
     from benchbench import probe, runner
-
     from benchbench.history import ab
     from benchbench.suite.schema import load_suite
 
@@ -357,8 +355,8 @@ def cmd_ab(args) -> int:
 
 
 def _print_ab(res, args) -> int:
-    from benchbench.history import ab
     from benchbench.cli import display
+    from benchbench.history import ab
 
     if args.json:
         print(json.dumps(res.to_dict(), indent=2))
@@ -382,9 +380,8 @@ def confirm_flagged(store, run_id: str, rows, args) -> None:
     import os
 
     from benchbench import probe
-
-    from benchbench.history import ab
     from benchbench.case import Case
+    from benchbench.history import ab
 
     flagged = [r for r in rows if r.verdict == "regressed"]
     if not flagged:

@@ -7,8 +7,9 @@ Every executor is an :class:`Executor`: the runner has one loop over ``run_many`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 from benchbench.case import Case
 from benchbench.results import Record

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
-
-from benchbench.executors import profile_files as profiles
-from benchbench.executors.remote import run_on_node
 from benchbench.case import Case
 from benchbench.errors import UserError
+from benchbench.executors import profile_files as profiles
+from benchbench.executors.remote import run_on_node
 from benchbench.results import Record, utc_now
 
 CANCEL_GRACE_S = 10.0  # after Ctrl-C: time for cancelled tasks to kill their workers
@@ -119,7 +118,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError as e:
-            raise UserError(f"--executor ray needs Ray: pip install 'benchbench[ray]' ({e})")
+            raise UserError(f"--executor ray needs Ray: pip install 'benchbench[ray]' ({e})") from None
         if not ray.is_initialized():
             import logging
 
@@ -129,7 +128,7 @@ class RayExecutor:
                          log_to_driver=False)
             except (ConnectionError, ValueError, RuntimeError) as e:
                 where = self.address or "a new local instance"
-                raise UserError(f"--executor ray: cannot start or reach Ray at {where}: {e}")
+                raise UserError(f"--executor ray: cannot start or reach Ray at {where}: {e}") from None
             finally:  # Ray installs its own (SIGTERM: abort with a stack dump); the runner's come back
                 for sig, handler in handlers.items():
                     if handler is not None:
@@ -259,7 +258,7 @@ def from_args(address: str | None, retry_lost: bool, resources_json: str | None)
         try:
             resources = json.loads(resources_json)
         except json.JSONDecodeError as e:
-            raise UserError(f"--ray-resources {resources_json!r}: not JSON ({e.msg}); e.g. '{{\"special\": 1}}'")
+            raise UserError(f"--ray-resources {resources_json!r}: not JSON ({e.msg}); e.g. '{{\"special\": 1}}'") from None
         if not isinstance(resources, dict) or not all(
                 isinstance(k, str) and isinstance(v, (int, float)) and v > 0 for k, v in resources.items()):
             raise UserError(f"--ray-resources {resources_json!r}: must be an object of resource name → "

@@ -25,12 +25,12 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
-from benchbench.executors import profile_files as profiles
 from benchbench.case import Case
 from benchbench.errors import UserError
+from benchbench.executors import profile_files as profiles
 from benchbench.results import Record, utc_now
 
 POLL_S = 0.25
@@ -90,11 +90,11 @@ class SubmititExecutor:
         try:
             import submitit
         except ImportError as e:
-            raise UserError(f"--executor submitit needs submitit: pip install 'benchbench[submitit]' ({e})")
+            raise UserError(f"--executor submitit needs submitit: pip install 'benchbench[submitit]' ({e})") from None
         try:
             return submitit.AutoExecutor(folder=folder, cluster=self.cluster)
         except Exception as e:  # e.g. cluster="slurm" where sbatch is missing
-            raise UserError(f"--executor submitit: cannot use cluster {self.cluster or 'auto'}: {e}")
+            raise UserError(f"--executor submitit: cannot use cluster {self.cluster or 'auto'}: {e}") from None
 
     def run_case(self, case: Case, work_dir: Path, log_path: Path, extra_paths: list[str] = ()) -> Record:
         return next(iter(self.run_many([case], log_path.parent.parent, list(extra_paths))))
@@ -170,7 +170,7 @@ def from_args(cluster: str | None, partition: str | None, params_json: str | Non
         try:
             params = json.loads(params_json)
         except json.JSONDecodeError as e:
-            raise UserError(f"--slurm-params {params_json!r}: not JSON ({e.msg}); e.g. '{{\"slurm_account\": \"x\"}}'")
+            raise UserError(f"--slurm-params {params_json!r}: not JSON ({e.msg}); e.g. '{{\"slurm_account\": \"x\"}}'") from None
         if not isinstance(params, dict) or not all(isinstance(k, str) and k.startswith("slurm_") for k in params):
             raise UserError(f"--slurm-params {params_json!r}: must be an object of slurm_* submitit parameters, "
                             f"e.g. '{{\"slurm_account\": \"x\"}}'")

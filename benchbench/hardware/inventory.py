@@ -16,9 +16,8 @@ import platform
 import psutil
 
 from benchbench.hardware.environment import cpu_model
-from benchbench.measure.sources import Unavailable
+from benchbench.measure.sources import Unavailable, rapl
 from benchbench.measure.sources import nvml as nvml_source
-from benchbench.measure.sources import rapl
 
 GOOGLE_PCI_VENDOR = "0x1ae0"
 PCI_DEVICES = "/sys/bus/pci/devices"

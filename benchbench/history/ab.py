@@ -35,16 +35,16 @@ import secrets
 import shlex
 import shutil
 import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import cast
 
-from benchbench.case import Case
-from benchbench.history.compare import HIGHER_IS_BETTER, METRICS, metric_value
+from benchbench.case import Case, case_label
 from benchbench.errors import UserError
+from benchbench.history.compare import HIGHER_IS_BETTER, METRICS, metric_value
 from benchbench.results import Record, append_record, write_json
-from benchbench.case import case_label
 
 DEFAULT_ROUNDS = 5
 DEFAULT_ALPHA = 0.01
@@ -99,7 +99,7 @@ _PROBE = ("import json, sys, benchbench; print(json.dumps({'python': sys.version
           "'benchbench_path': benchbench.__file__}))")
 
 
-def probe_side(side: Side, extra_paths: list[str] = ()) -> dict:
+def probe_side(side: Side, extra_paths: Sequence[str] = ()) -> dict:
     """Check that the side's interpreter imports benchbench; what it says about itself."""
     env = dict(os.environ)
     paths = [p for p in extra_paths if p] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
@@ -212,8 +212,9 @@ def judge_case(case_id: str, label: str, a_recs: list[Record], b_recs: list[Reco
             rows.append(ABRow(case_id, label, metric, [], [], None, None, None, None, None, None, "inconclusive",
                               "not measured in every round"))
             continue
-        rows.append(ABRow(case_id, label, metric, a, b,
-                          **judge_pairs(a, b, HIGHER_IS_BETTER[metric], threshold, alpha)))
+        a_ok, b_ok = cast("list[float]", a), cast("list[float]", b)  # no None left (checked above)
+        rows.append(ABRow(case_id, label, metric, a_ok, b_ok,
+                          **judge_pairs(a_ok, b_ok, HIGHER_IS_BETTER[metric], threshold, alpha)))
     return rows
 
 
@@ -256,14 +257,16 @@ class ABResult:
 
 
 def run_ab(cases: list[Case], a: Side, b: Side, *, rounds: int = DEFAULT_ROUNDS, out_dir: Path,
-           extra_paths: list[str] = (), threshold: float = 0.05, alpha: float = DEFAULT_ALPHA,
+           extra_paths: Sequence[str] = (), threshold: float = 0.05, alpha: float = DEFAULT_ALPHA,
            run_case: Callable | None = None, skip_reason: Callable[[Case], str | None] | None = None,
            on_round: Callable[[Case, int, str], None] | None = None) -> ABResult:
     """Every case, ``rounds`` paired rounds of A and B (case by case, so a pair's two
     workers run back to back). Records go to ``out_dir``/a.jsonl and b.jsonl, worker
     logs to ``out_dir``/logs/."""
     if run_case is None:
-        from benchbench.executors.local import run_case
+        from benchbench.executors.local import run_case as local_run_case
+
+        run_case = local_run_case
     if rounds < 2:
         raise UserError(f"--rounds {rounds}: at least 2 paired rounds are needed for a verdict")
     sides = {"A": a, "B": b}

@@ -11,6 +11,9 @@ The rules (what keeps the gate from crying wolf):
   from its samples), and it understates run-to-run noise. The interval of the ratio is
   then widened by ``WITHIN_RUN_MULTIPLE`` (×3) and a verdict needs the change to clear
   both the threshold and that interval. Such verdicts are labelled *unconfirmed*.
+* **Several worker processes** (records with ``processes.interval_scope`` "between-process"):
+  each record's interval already covers a re-run, so the ratio's interval combines them as
+  they are, without the ×3 (labelled *between-process*, not unconfirmed).
 * **With history** (≥ ``MIN_HISTORY`` earlier runs of the same case on the same
   context) the interval uses the between-run spread: the robust CV of the series'
   medians, 1.4826 · MAD / median.
@@ -30,10 +33,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from benchbench.results import Record
 from benchbench.case import case_label
 from benchbench.history.robust import Z95, benjamini_hochberg, ratio_p_value, robust_cv
 from benchbench.history.store import Run, context_facts, run_fingerprint
+from benchbench.results import Record
 
 DEFAULT_THRESHOLD = 0.05  # a 5% change is the smallest that matters
 WITHIN_RUN_MULTIPLE = 3.0  # conservative widening of the within-run interval
@@ -76,6 +79,17 @@ def within_run_rel(record: Record, metric: str) -> float | None:
     return None  # energy: one integral per run, its noise shows only between runs
 
 
+def between_process_rel(record: Record, metric: str) -> float | None:
+    """Relative 95% half-width of a figure whose interval spans several worker processes
+    (and so covers a re-run); None for one process, older records and other metrics."""
+    if metric not in ("throughput", "latency_p99"):
+        return None
+    if (record.processes or {}).get("interval_scope") != "between-process":
+        return None
+    rel = (record.stats or {}).get("rel_ci")
+    return None if rel is None else float(rel) * (1.5 if metric == "latency_p99" else 1.0)
+
+
 # --- one comparison ----------------------------------------------------------------------
 
 @dataclass
@@ -100,13 +114,14 @@ class Row:
 def control_fdr(rows: list[Row], fdr: float) -> None:
     """Give each row with an interval its p-value, then demote to *inconclusive* every
     regressed / improved row that Benjamini–Hochberg at ``fdr`` over those rows rejects."""
-    tested = []
+    tested, p_values = [], []
     for r in rows:
         if r.ratio is not None and r.low is not None and r.high is not None:
             r.p = ratio_p_value(r.ratio, r.low, r.high)
             if r.p is not None:
                 tested.append(r)
-    passed = benjamini_hochberg([r.p for r in tested], fdr)
+                p_values.append(r.p)
+    passed = benjamini_hochberg(p_values, fdr)
     for r, ok in zip(tested, passed):
         if r.verdict in ("regressed", "improved") and not ok:
             was = r.verdict
@@ -129,7 +144,7 @@ def judge(ratio: float, rel_spread: float, worse_when_higher: bool, threshold: f
 
 def compare_runs(base: Run, cand: Run, *, threshold: float = DEFAULT_THRESHOLD, store=None,
                  metrics: tuple[str, ...] = METRICS, window: int = HISTORY_WINDOW,
-                 fdr: float = 0.05) -> "Comparison":
+                 fdr: float = 0.05) -> Comparison:
     """Per case and metric, the verdict of ``cand`` against ``base``. With ``store``,
     the series' earlier runs (same case, same context) give the between-run noise; the
     false discovery rate over all rows is held at ``fdr``."""
@@ -142,7 +157,7 @@ def compare_runs(base: Run, cand: Run, *, threshold: float = DEFAULT_THRESHOLD, 
                                       before=cand.created_at, exclude=(cand.run_id,), limit=window)
     for cid in list(dict.fromkeys([*b_by, *c_by])):
         b, c = b_by.get(cid), c_by.get(cid)
-        label = case_label((c or b).case)
+        label = case_label((c or b_by[cid]).case)  # c, else b: the case is in one run at least
         if b is None or b.status != "ok":
             if c is not None and c.status == "ok":
                 note = "" if b is None else f"base {b.status}: {b.reason or ''}".strip()
@@ -179,10 +194,16 @@ def _compare_metric(cid, label, metric, b: Record, c: Record, history, threshold
     if between is not None and between[0] is not None:
         # two single runs, each with the series' between-run noise (log scale ≈ relative)
         spread = Z95 * math.sqrt(2) * between[0]
-        wb, wc = within_run_rel(b, metric) or 0.0, within_run_rel(c, metric) or 0.0
-        spread = max(spread, math.hypot(wb, wc))
+        spread = max(spread, math.hypot(within_run_rel(b, metric) or 0.0, within_run_rel(c, metric) or 0.0))
         verdict, lo, hi = judge(ratio, spread, not hib, threshold)
         return Row(cid, label, metric, bv, cv, ratio, lo, hi, change, verdict, True, f"between-run (n={between[1]})")
+    pb, pc = between_process_rel(b, metric), between_process_rel(c, metric)
+    if pb is not None and pc is not None:
+        # both intervals already cover a re-run (several worker processes): used as they are
+        spread = math.hypot(pb, pc)
+        verdict, lo, hi = judge(ratio, spread, not hib, threshold)
+        k = f"{(b.processes or {}).get('processes')}+{(c.processes or {}).get('processes')}"
+        return Row(cid, label, metric, bv, cv, ratio, lo, hi, change, verdict, True, f"between-process ({k})")
     wb, wc = within_run_rel(b, metric), within_run_rel(c, metric)
     if wb is None or wc is None:
         if metric == "energy_per_sample":

@@ -25,8 +25,8 @@ FORMATS = ("github-bigger", "github-smaller", "pytest-benchmark", "csv", "parque
 
 
 def github_action_benchmark(run, bigger: bool) -> list[dict]:
-    from benchbench.history.compare import metric_value
     from benchbench.case import case_label
+    from benchbench.history.compare import metric_value
 
     out = []
     for r in run.records:

@@ -10,11 +10,25 @@ import math
 from dataclasses import dataclass, field
 
 from benchbench.case import case_label
-from benchbench.history.compare import (DEFAULT_THRESHOLD, HIGHER_IS_BETTER, HISTORY_WINDOW, METRICS, MIN_HISTORY,
-                                        history_value, metric_value)
+from benchbench.history.compare import (
+    DEFAULT_THRESHOLD,
+    HIGHER_IS_BETTER,
+    HISTORY_WINDOW,
+    METRICS,
+    MIN_HISTORY,
+    history_value,
+    metric_value,
+)
+from benchbench.history.robust import (
+    MAD_EFFICIENCY,
+    benjamini_hochberg,
+    median,
+    min_detectable_change,
+    normal_sf,
+    robust_cv,
+    t_as_z,
+)
 from benchbench.history.store import run_fingerprint
-from benchbench.history.robust import (MAD_EFFICIENCY, benjamini_hochberg, median,
-                                       min_detectable_change, normal_sf, robust_cv, t_as_z)
 
 # --- history -----------------------------------------------------------------------------
 
@@ -44,8 +58,7 @@ def summarize_series(case_id, context, label, metric, rows: list[dict], threshol
     """A series' noise and detectable change; with ``change_points`` also its change
     points (benchbench.history.changepoints: PELT via ruptures), with ``alerts`` the nights the
     gate would have flagged on this series alone (no BH across series)."""
-    kept = [(h, history_value(h, metric)) for h in rows]
-    kept = [(h, v) for h, v in kept if v is not None]
+    kept = [(h, v) for h in rows if (v := history_value(h, metric)) is not None]
     values = [v for _, v in kept]
     cv = robust_cv(values)
     mdc = min_detectable_change(cv, max(len(values) - 1, 1)) if cv is not None else None

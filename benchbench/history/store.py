@@ -21,8 +21,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from benchbench.errors import UserError
 from benchbench.case import case_label
+from benchbench.errors import UserError
 from benchbench.results import Record
 from benchbench.rundir import Run, load_run
 
@@ -133,7 +133,7 @@ def resolve_url(url: str | None) -> str:
     return url
 
 
-def open_existing(url: str | None, who: str) -> "Store":
+def open_existing(url: str | None, who: str) -> Store:
     """The store a reading command (``compare``, ``history``, ``check``, ``report``, an
     export) needs: a SQLite file that does not exist is an error naming it — never
     created empty, which would turn a mistyped path into "no runs"."""
@@ -253,7 +253,8 @@ class Store:
     def add_run(self, run: Run) -> int:
         """Store a run and its records in one transaction; returns how many records were
         new (records already stored for this run and case are left as they are)."""
-        rows, contexts = [], {}
+        rows: list[dict] = []
+        contexts: dict[str, str] = {}  # fingerprint: its facts as JSON
         for rec in run.records:
             facts = context_facts(rec, run.environment)
             fp = fingerprint(facts)
@@ -277,8 +278,8 @@ class Store:
                 git_commit=run.commit, source=run.source,
                 environment=json.dumps(run.environment, sort_keys=True, default=str),
             ).on_conflict_do_nothing(index_elements=["run_id"]))
-            for fp, facts in contexts.items():
-                conn.execute(insert(self.t_contexts).values(fingerprint=fp, facts=facts)
+            for fp, facts_json in contexts.items():
+                conn.execute(insert(self.t_contexts).values(fingerprint=fp, facts=facts_json)
                              .on_conflict_do_nothing(index_elements=["fingerprint"]))
             added = 0
             for row in rows:
@@ -290,10 +291,12 @@ class Store:
 
     def _insert(self):
         if self.sqlite:
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        return insert
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            return sqlite_insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
 
     # --- reading --------------------------------------------------------------------
 

@@ -37,8 +37,8 @@ import math
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
 
 from benchbench.measure.sources import Source, Unavailable
 
@@ -103,7 +103,7 @@ class Sampler:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self) -> "Sampler":
+    def start(self) -> Sampler:
         if self._thread is not None:
             raise RuntimeError("a Sampler is started once")
         self._tick(edge=True)
@@ -120,7 +120,7 @@ class Sampler:
         self.stopped = True
         self._tick(edge=True)
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -253,7 +253,7 @@ class Reading:
     problems: dict[str, str] = field(default_factory=dict)  # channel -> why its counter is unusable
 
     @classmethod
-    def of(cls, source: Source, times: list[float], rows: list[tuple | None]) -> "Reading":
+    def of(cls, source: Source, times: list[float], rows: list[tuple | None]) -> Reading:
         r = cls(source, times)
         for j, ch in enumerate(source.channels):
             raw = _column(rows, j)
@@ -468,7 +468,7 @@ class Telemetry:
         self._closed = False
 
     @classmethod
-    def for_case(cls, case, runtime: dict, opener=None, **kw) -> "Telemetry":
+    def for_case(cls, case, runtime: dict, opener=None, **kw) -> Telemetry:
         s = case.settings
         kind = case.device.split(":")[0]
         hz = float(getattr(s, "telemetry_hz", 0.0) or 0.0)
@@ -477,7 +477,7 @@ class Telemetry:
         sources, missing = (opener or open_sources)(kind, runtime)
         return cls(sources, missing, hz=hz, device_kind=kind, idle_baseline_s=getattr(s, "idle_baseline_s", 0.0), **kw)
 
-    def __enter__(self) -> "Telemetry":
+    def __enter__(self) -> Telemetry:
         return self
 
     def __exit__(self, *exc) -> None:

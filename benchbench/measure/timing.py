@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from typing import Callable, ContextManager
 
 from benchbench.case import Settings
 from benchbench.measure.stats import rel_ci_halfwidth
@@ -72,7 +73,7 @@ def choose_block_size(per_iter_s: float, min_block_time: float = MIN_BLOCK_TIME)
 
 
 def measure(step: Callable[[], None], settings: Settings, clock: Clock = time.perf_counter,
-            timed_window: Callable[[], ContextManager] | None = None) -> Timing:
+            timed_window: Callable[[], AbstractContextManager] | None = None) -> Timing:
     """Time ``step`` by the rules in DESIGN.md; see the module docstring.
 
     ``timed_window`` (e.g. the telemetry sampler) is entered after warm-up, just before

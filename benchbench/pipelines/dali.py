@@ -8,7 +8,7 @@ untested code.
 
 from __future__ import annotations
 
-from benchbench.backends.base import Skip
+from benchbench.framework.base import Skip
 
 
 def availability(device_type: str) -> str | None:

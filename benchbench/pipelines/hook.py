@@ -18,7 +18,7 @@ import dataclasses
 import os
 import time
 
-from benchbench.backends.base import Prepared, Skip
+from benchbench.framework.base import Prepared, Skip
 from benchbench.pipelines import bound, generate
 
 
@@ -80,7 +80,7 @@ def _set_threads(case) -> dict:
 
         torch.set_num_threads(case.threads or len(os.sched_getaffinity(0)))
         return {"threads": torch.get_num_threads(), "versions": {"torch": torch.__version__}}
-    from benchbench.backends import tf_runtime as tfb
+    from benchbench.framework import tf_runtime as tfb
 
     tfb.set_threads(*tfb.thread_counts(case.threads))
     return {"threads": tfb.tf.config.threading.get_intra_op_parallelism_threads(),

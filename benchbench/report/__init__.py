@@ -2,7 +2,7 @@
 
 ``build_report(run_dirs, out_path)`` reads run directories (records, environment.json,
 run.json) and writes a page with Plotly's JavaScript embedded once. Imports no
-framework: :mod:`data` makes tidy frames, :mod:`figures` the Plotly figures,
+framework: :mod:`frame` makes tidy frames, :mod:`figures` the Plotly figures,
 :mod:`page` the HTML, :mod:`static` optional PNG/SVG/PDF copies through kaleido.
 """
 
@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 
 from benchbench.errors import UserError
-from benchbench.report import frame as data, page
+from benchbench.report import frame as data
+from benchbench.report import page
 from benchbench.report.page import Section
 
 REPORT_FILE = "report.html"
@@ -93,14 +94,13 @@ def build_report(run_dirs, out_path=None, baseline: str | None = None, fmt: str 
     if hardware:
         from benchbench.hardware import catalogue as hw
         from benchbench.report import hardware as hw_section
-
         from benchbench.suite import catalogue as suite_catalogue  # each run's suite catalogue:, then --devices files
 
         catalogue = hw.load_catalogue(suite_catalogue.run_files(r.path for r in runs) + list(devices or []))
         secs.insert(min(1, len(secs)), hw_section.section(runs, reference, catalogue))
     if store is not None:
-        from benchbench.report import history
         from benchbench.history.store import open_existing
+        from benchbench.report import history
 
         s = open_existing(store, "report --store")
         try:

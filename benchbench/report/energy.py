@@ -13,8 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from benchbench.report.colours import variant_colour
-from benchbench.report.frame import _num
 from benchbench.report.figures import _order, _sig, base_layout, case_category, case_hover, esc, slug
+from benchbench.report.frame import _num
 from benchbench.report.page import Section, _table, _td
 
 MAX_SERIES_CASES = 12  # time series drawn for at most this many cases (all are in results.jsonl)

@@ -16,10 +16,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from benchbench.units import fmt_bytes, fmt_ms
-from benchbench.units import esc as _esc
 from benchbench.measure.stats import percentile
 from benchbench.report.colours import framework_colour, framework_pattern, variant_colour
+from benchbench.units import esc as _esc
+from benchbench.units import fmt_bytes, fmt_ms
 
 HEIGHT = 440
 MAX_BOX_POINTS = 2000  # above this a box is drawn from its quartiles (computed from all samples)
@@ -203,7 +203,8 @@ def _box_values(samples: list[float]) -> dict:
 
 def latency(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
     """Box plots of the raw per-iteration times (ms per batch), one figure per model,
-    one box per case, grouped by variant."""
+    one box per case, grouped by variant; beside each box, open diamonds mark the median of
+    each of the case's worker processes, so a reader sees when processes disagree."""
     out = []
     rows = ok[ok["samples"].map(len) > 0] if not ok.empty else ok
     for model, part in _order(rows).groupby("model", sort=False):
@@ -212,7 +213,7 @@ def latency(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
             f"Latency distribution, {esc(model)}", "batch size · device · mode",
             "time per iteration (ms per batch)", boxmode="group", boxgroupgap=0.15, boxgap=0.25,
         ))
-        for (fw, variant), g in part.groupby(["framework", "variant"], sort=False):
+        for (_fw, variant), g in part.groupby(["framework", "variant"], sort=False):
             series = esc(g["series"].iloc[0])
             # the legend entry of the series: the boxes below name their own case
             fig.add_scatter(x=[None], y=[None], mode="markers", name=series, legendgroup=series,
@@ -236,6 +237,17 @@ def latency(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
                 hovertemplate="this iteration: %{y:.4g} ms<br>" + case_hover(r) + note + "<extra></extra>",
                 **values,
             )
+            if len(r.process_medians_s) > 1:  # each worker process's median: do the processes agree?
+                fig.add_scatter(
+                    x=[case_category(r, model=False)] * len(r.process_medians_s),
+                    y=[m * 1e3 for m in r.process_medians_s], mode="markers", legendgroup=series, showlegend=False,
+                    offsetgroup=f"{r.framework}/{r.variant}", name=f"{esc(r.model)} · {series}: process medians",
+                    marker=dict(symbol="diamond-open", size=8, color="#222", line=dict(width=1.2)),
+                    customdata=list(range(1, len(r.process_medians_s) + 1)),
+                    hovertemplate="process %{customdata}: median %{y:.4g} ms<br>" + case_hover(r)
+                    + f"<br>{len(r.process_medians_s)} worker processes<extra></extra>",
+                )
+        fig.update_layout(scattermode="group")
         fig.update_xaxes(type="category", categoryorder="array", categoryarray=cats)
         if _wide([s * 1e3 for s in part["median_s"]]):
             fig.update_yaxes(type="log", title_text="time per iteration (ms per batch), log")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchbench.errors import UserError
 from benchbench import rundir
+from benchbench.errors import UserError
 from benchbench.results import Record
 from benchbench.rundir import Run
 
@@ -51,7 +51,8 @@ def _row(run: Run, rec: Record) -> dict:
     batch = int(case.get("batch_size") or 0)
     median = _num(stats.get("median"))
     ci_low, ci_high = _num(stats.get("ci95_low")), _num(stats.get("ci95_high"))
-    ok_median = median is not None and median > 0 and batch > 0
+    thr_median = batch / median if median is not None and median > 0 and batch > 0 else None
+    ok_median = thr_median is not None
     shape = case.get("input_shape")
     energy = getattr(rec, "energy", None) or {}
     primary = energy.get(energy.get("primary"))
@@ -86,7 +87,7 @@ def _row(run: Run, rec: Record) -> dict:
         "stop_reason": timing.get("stop_reason"),
         "block_size": timing.get("block_size") or 1,
         "throughput": _num(stats.get("throughput")),
-        "thr_median": batch / median if ok_median else None,
+        "thr_median": thr_median,
         "thr_low": batch / ci_high if ok_median and ci_high else None,
         "thr_high": batch / ci_low if ok_median and ci_low else None,
         "host_peak_rss_bytes": _num(memory.get("host_peak_rss_bytes")),
@@ -106,6 +107,12 @@ def _row(run: Run, rec: Record) -> dict:
         "ended_at": rec.ended_at,
         "log": runtime.get("log"),
         "samples": [s for s in (rec.samples or []) if _num(s) is not None],
+        # the case's worker processes: their medians (each process's own), and whether the
+        # interval above spans them ("between-process") or one process only
+        "processes": int((rec.processes or {}).get("processes") or 1),
+        "interval_scope": (rec.processes or {}).get("interval_scope") or "within-process",
+        "process_medians_s": [m for m in (_num(p.get("median")) for p in (rec.processes or {}).get("per_process") or [])
+                              if m is not None],
     }
 
 

@@ -13,8 +13,8 @@ import socket
 
 import plotly.graph_objects as go
 
-from benchbench.hardware import catalogue as hw
 from benchbench.errors import UserError
+from benchbench.hardware import catalogue as hw
 from benchbench.report.figures import base_layout, esc, slug
 from benchbench.report.page import Section, _table, _td
 
@@ -88,7 +88,7 @@ def table(data: list[dict]) -> str:
             why += f"; samples/$: {r['samples_per_usd_reason']}"
         cells = [_td(esc(machine(r))), _td(esc(r.get("model"))), _td(esc(r.get("mode"))), _td(esc(r.get("variant"))),
                  _td(esc(r.get("batch_size")), r.get("batch_size"), "num")]  # fmt: skip
-        for m, pct in (("throughput", False), ("samples_per_j", False), ("samples_per_usd", False)):
+        for m in ("throughput", "samples_per_j", "samples_per_usd"):
             cells.append(_td(_fmt(r.get(m), r.get(f"{m}_rel")), r.get(m), "num"))
         cells.append(_td(_fmt(r.get("achieved_flops")), r.get("achieved_flops"), "num"))
         cells.append(_td(_fmt(r.get("mfu"), r.get("mfu_rel"), pct=True), r.get("mfu"), "num"))

@@ -86,9 +86,8 @@ def run_series(runs, store, metric: str = "throughput", window: int = 30, thresh
     on the record's own context (machine, device, driver, framework versions), its last
     ``window`` stored runs, with change points (when ruptures is installed) and the nights
     the gate would have flagged. Series with fewer than two stored runs are left out."""
-    from benchbench.history import changepoints
-    from benchbench.history import gate
     from benchbench.case import case_label
+    from benchbench.history import changepoints, gate
     from benchbench.history.store import context_facts, fingerprint
 
     keys: dict[tuple[str, str], str] = {}

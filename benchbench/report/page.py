@@ -13,9 +13,9 @@ from datetime import datetime
 
 import pandas as pd
 
-from benchbench.units import esc, fmt_ms
 from benchbench.report.assets import CSS, JS
 from benchbench.report.frame import Run
+from benchbench.units import esc, fmt_ms
 
 # No network at all: scripts and styles are inline, images only data:/blob: (Plotly's
 # own download button).
@@ -98,6 +98,18 @@ def _mib2(b) -> tuple[str, float | None]:
     return (f"{b / 2**20:,.2f}", b / 2**20) if _isnum(b) else ("", None)
 
 
+def _ci_cell(r) -> str:
+    """±CI95 with what it covers: several worker processes (a re-run), or one process only (marked *)."""
+    if not _isnum(r.rel_ci):
+        return _td("", None, "num")
+    k = getattr(r, "processes", 1) or 1
+    between = getattr(r, "interval_scope", "") == "between-process"
+    text = f"{r.rel_ci * 100:.1f}" + ("" if between else "*")
+    title = (f"95% interval of the median over {k} worker processes: covers a re-run" if between else
+             "95% interval within one worker process only: a re-run in a new process may differ by more")
+    return f'<td class="num" data-v="{r.rel_ci!r}" title="{esc(title)}">{esc(text)}</td>'
+
+
 def summary_table(df: pd.DataFrame, baseline: str | None) -> str:
     show_origin = bool((df["origin"] != "").any())
     heads = [("status", False), ("model", False), ("framework", False), ("variant", False), ("mode", False),
@@ -130,7 +142,7 @@ def summary_table(df: pd.DataFrame, baseline: str | None) -> str:
             _td(f"{thr:,.1f}" if _isnum(thr) else "", thr, "num"),
             _td(fmt_ms(r.p50_s) if _isnum(r.p50_s) else "", r.p50_s, "num"),
             _td(fmt_ms(r.p99_s) if _isnum(r.p99_s) else "", r.p99_s, "num"),
-            _td(f"{r.rel_ci * 100:.1f}" if _isnum(r.rel_ci) else "", r.rel_ci, "num"),
+            _ci_cell(r),
             _td(rss, rss_v, "num"),
         ]
         if show_device:

@@ -147,7 +147,7 @@ def many_records(count: int = 1000, seed: int = 0) -> list[Record]:
     axes = itertools.product(MODEL_COST, (1, 4, 16, 32, 64), ("cpu", "cuda"), ("inference", "train"),
                              VARIANT_FACTOR)
     out = []
-    for i, (model, batch, device, mode, variant) in enumerate(itertools.cycle(axes)):
+    for model, batch, device, mode, variant in itertools.cycle(axes):
         if len(out) == count:
             break
         roll = rng.random()

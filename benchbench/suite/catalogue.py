@@ -14,11 +14,9 @@ import json
 import os
 from pathlib import Path
 
-from benchbench.hardware import catalogue as hardware
-
-from benchbench import yamlsrc
-from benchbench import rundir
+from benchbench import rundir, yamlsrc
 from benchbench.errors import UserError
+from benchbench.hardware import catalogue as hardware
 
 RUN_FILE = rundir.CATALOGUE_FILE  # in a run directory
 

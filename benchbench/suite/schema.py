@@ -18,10 +18,11 @@ import hashlib
 import itertools
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -36,14 +37,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from benchbench import registry
-
-from benchbench.suite import catalogue as suite_catalogue
-
-from benchbench import yamlsrc
-from benchbench.case import Case, Settings
 from benchbench import data_spec as data_config
+from benchbench import registry, yamlsrc
+from benchbench.case import Case, Settings
 from benchbench.errors import UserError
+from benchbench.suite import catalogue as suite_catalogue
 from benchbench.yamlsrc import Problem, format_path
 
 Catalog = Callable[[str], "dict | None"]
@@ -179,6 +177,14 @@ def _threads(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return value
     _fail(f"expected an integer >= 1 or 'all', got {_describe(value)}")
+
+
+def _processes(value: Any) -> int | None:
+    if value == "auto" and isinstance(value, str):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    _fail(f"expected an integer >= 1 or 'auto', got {_describe(value)}")
 
 
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -353,6 +359,14 @@ class MeasureSettings(_Strict):
     seed: NonNegInt = Field(_S.seed)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     cooldown_s: _number(ge=0) = Field(_S.cooldown_s, description="s of rest before the case when another ran before it")
+    processes: Annotated[
+        int | None,
+        PlainValidator(_processes),
+        WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]}),
+    ] = Field("auto", description="fresh worker processes per case, interleaved across the suite and combined "
+              "into one record with an interval that covers a re-run: an integer, or 'auto' (5 planned, "
+              "more up to max_processes until target_rel_ci is met; a time budget may stop it from 3 on)")
+    max_processes: PosInt = Field(_S.max_processes, description="auto: processes per case at most")
     profile: bool = Field(_S.profile, description="after the timed window, a short extra window under the "
                           "framework's profiler: top ops by self time in the record, a Chrome trace in the run dir")
     input_shape: Annotated[list[PosInt], Field(min_length=1)] = Field(

@@ -36,8 +36,8 @@ import zlib
 import numpy as np
 
 from benchbench import registry
-from benchbench.backends.base import Skip
-from benchbench.backends.tf_runtime import keras, tf
+from benchbench.framework.base import Skip
+from benchbench.framework.tf_runtime import keras, tf
 from benchbench.variants import fidelity
 
 BASE = ("fp32", "eager", "xla")  # the backend's own execution variants
@@ -64,7 +64,7 @@ TFMOT_NOTE = (
 )
 
 
-def resolve(case) -> "TFVariant":
+def resolve(case) -> TFVariant:
     """The case's variant, or Skip with the reason tensorflow cannot run it (registry.VARIANTS'
     tensorflow column: devices and modes; what only the device can tell: ``check_device``)."""
     why = registry.variant_support("tensorflow", case.variant, case.device, case.mode)
@@ -79,8 +79,9 @@ def resolve(case) -> "TFVariant":
 def _litert():
     """(Interpreter class, which one) — LiteRT's package where installed."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
         from importlib import metadata
+
+        from ai_edge_litert.interpreter import Interpreter
 
         return Interpreter, f"LiteRT: ai_edge_litert.interpreter.Interpreter (ai-edge-litert {metadata.version('ai-edge-litert')})"
     except ImportError:

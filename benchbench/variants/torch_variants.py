@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
 
-from benchbench.backends.base import Skip
+from benchbench.framework.base import Skip
 from benchbench.registry import split_variant, variant_param
 from benchbench.variants import fidelity
 
@@ -298,7 +298,7 @@ def _make(case, model, x, device) -> Applied:
     return makers[base]()
 
 
-def _outputs(call, batches, train: bool, modules) -> "np.ndarray":  # noqa: F821
+def _outputs(call, batches, train: bool, modules) -> np.ndarray:  # noqa: F821
     import numpy as np
 
     was = [m.training for m in modules]

@@ -5,18 +5,29 @@
 The framework is imported here and nowhere in the parent. Python exceptions become a
 failed record written by the worker itself (traceback to the case log); crashes that
 kill the process are recorded by the executor from the exit status.
+
+:func:`measure_case` is the one path from a case to its record, for this process and for
+every rank of a data-parallel case (``benchbench.worker.rank``); ``devices: N`` cases go
+through :mod:`benchbench.worker.data_parallel`, which ``main`` hands ``measure_case``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import resource
 import sys
+import time
 import traceback
+from collections.abc import Callable
 
 from benchbench.case import Case
 from benchbench.results import Record, utc_now, write_json
+
+Clock = Callable[[], float]
+Step = Callable[[], None]
 
 
 def one_line(e: BaseException) -> str:
@@ -63,41 +74,75 @@ def _fidelity(prepared) -> dict:
         return {"available": False, "reason": f"fidelity check failed: {one_line(e)}"}
 
 
-def run(case: Case, trace_dir: str | None = None) -> Record:
+def _same(x):
+    return x
+
+
+def measure_case(case: Case, *, trace_dir: str | None = None, device: str | None = None,
+                 telemetry: bool = True, clock: Callable[[Clock], Clock] = _same,
+                 step_wrapper: Callable[[Step], Step] = _same,
+                 memory: Callable[[dict], dict] = _same, runtime: dict | None = None) -> Record:
+    """One case, one record: prepare (the variant and its fidelity), time, memory, model
+    facts, fidelity, pipeline rates, profile, and the failure's label. The one path for
+    every process that measures: the plain worker (the defaults) and each rank of a
+    data-parallel case (:func:`benchbench.worker.data_parallel.rank_main`), which passes
+    what differs there:
+
+    - ``device``: prepare on this device instead of ``case.device`` (rank r: ``cuda:r``);
+      the record keeps ``case``.
+    - ``telemetry``: sample telemetry and energy in this process (ranks: rank 0 only).
+    - ``clock``: this process's clock → the timing loop's (ranks: rank 0's, broadcast).
+    - ``step_wrapper``: the backend's step → the timed and profiled step (ranks: + a barrier).
+    - ``memory``: this process's memory figures → the record's (ranks: every rank's, gathered).
+    - ``runtime``: merged into ``record.runtime`` after prepare (ranks: the placement).
+
+    A step processes ``case.batch_size × case.devices`` samples (the global batch).
+    """
     from benchbench import backends
-    from benchbench.backends.base import Skip
+    from benchbench.framework.base import Skip
     from benchbench.measure.stats import summarize
     from benchbench.measure.telemetry import Telemetry
     from benchbench.measure.timing import measure
 
     rec = Record(case=case.to_dict(), status="failed", started_at=utc_now())
+    here = case if device is None or device == case.device else dataclasses.replace(case, device=device)
+    samples_per_step = case.batch_size * case.devices
     try:
         backend = backends.get(case.framework)
         if case.data is not None:  # a real input pipeline (benchbench.pipelines)
             from benchbench.pipelines import hook as data_hook
 
-            prepared = data_hook.prepare(case, backend)
+            prepared = data_hook.prepare(here, backend)
         else:
-            prepared = backend.prepare(case)
+            prepared = backend.prepare(here)
         rec.runtime = prepared.runtime
+        rec.runtime.update(runtime or {})
         rec.cold_start = dict(prepared.cold_start)
         prepared.reset_peak_memory()
-        with Telemetry.for_case(case, prepared.runtime) as tel:
-            tel.idle_baseline()
+        step = step_wrapper(prepared.step)
+        with Telemetry.for_case(here, prepared.runtime) if telemetry else contextlib.nullcontext() as tel:
+            if tel is not None and case.settings.process == 1:  # the idle reference: once per case
+                tel.idle_baseline()
+            local = tel.edge_clock() if tel is not None else time.perf_counter
+            window = tel.sampling if tel is not None else None
             with prepared.context():  # the sampler runs over the timed window only (not warm-up)
-                timing = measure(prepared.step, case.settings, clock=tel.edge_clock(), timed_window=tel.sampling)
-            rec.telemetry, rec.energy = tel.report(case.batch_size * case.devices * timing.iterations, timing.timed_wall_s)
-        rec.memory = {**host_memory(), **prepared.device_memory()}
+                timing = measure(step, case.settings, clock=clock(local), timed_window=window)
+            if tel is not None:
+                rec.telemetry, rec.energy = tel.report(samples_per_step * timing.iterations, timing.timed_wall_s)
+        rec.memory = memory({**host_memory(), **prepared.device_memory()})
         rec.samples = timing.samples
         rec.timing = timing.to_dict()
         rec.cold_start["first_iter_s"] = timing.first_iter_s
-        rec.stats = summarize(timing.samples, case.batch_size * case.devices).to_dict()
-        rec.model = prepared.model_facts()
-        rec.fidelity = _fidelity(prepared)
-        if case.data is not None:  # loader-only and model-only rates, after the timed window; the bound
+        rec.stats = summarize(timing.samples, samples_per_step).to_dict()
+        # measured once per case, in its first worker process (benchbench.measure.combine keeps them)
+        once = case.settings.process == 1
+        rec.model = prepared.model_facts() if once else {}
+        rec.fidelity = _fidelity(prepared) if once else {}
+        if case.data is not None and once:  # loader-only and model-only rates, after the timed window; the bound
             rec.pipeline = prepared.pipeline_report(rec.stats)
-        if case.settings.profile:
-            rec.runtime["profile"] = _profile(case, backend, prepared, trace_dir)
+        if case.settings.profile and once:  # on the timed step: a rank's profiled window stays in lock-step
+            profiled = prepared if step is prepared.step else dataclasses.replace(prepared, step=step)
+            rec.runtime["profile"] = _profile(case, backend, profiled, trace_dir)
         rec.status = "ok"
     except Skip as e:
         rec.status, rec.reason = "skipped", str(e)
@@ -114,6 +159,11 @@ def run(case: Case, trace_dir: str | None = None) -> Record:
     return rec
 
 
+def run(case: Case, trace_dir: str | None = None) -> Record:
+    """One case in this process (``devices: 1``): :func:`measure_case` with the defaults."""
+    return measure_case(case, trace_dir=trace_dir)
+
+
 def main(argv: list[str]) -> int:
     case_path, result_path = argv
     with open(case_path, encoding="utf-8") as f:
@@ -124,7 +174,7 @@ def main(argv: list[str]) -> int:
     if case.devices > 1:  # data-parallel (devices: N): torchrun ranks / MirroredStrategy
         from benchbench.worker import data_parallel as distributed
 
-        record = distributed.run(case, trace_dir)
+        record = distributed.run(case, trace_dir, measure_case)
     else:
         record = run(case, trace_dir)
     write_json(result_path, record.to_dict())

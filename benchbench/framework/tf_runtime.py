@@ -31,6 +31,7 @@ def _import_tensorflow():
     try:
         import tensorflow as tf  # first: without it, the error names tensorflow, not keras
 
+        # isort: split
         import keras
     finally:
         if quiet:

@@ -1,10 +1,13 @@
-"""The Backend protocol: what a worker needs from a framework, and nothing more."""
+"""The Backend protocol: what a worker needs from a framework, and nothing more (``Backend``,
+the ``Prepared`` case it returns, the ``Skip`` it raises). Backends, variants and pipelines
+import these from here."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager, Protocol
+from typing import Protocol
 
 from benchbench.case import Case
 
@@ -24,7 +27,7 @@ class Prepared:
     reset_peak_memory: Callable[[], None]
     device_memory: Callable[[], dict]  # after the timed window: peaks in bytes, or None + reason
     model_facts: Callable[[], dict]  # params, FLOPs, serialized size; run after timing
-    context: Callable[[], ContextManager] = field(default=contextlib.nullcontext)
+    context: Callable[[], contextlib.AbstractContextManager] = field(default=contextlib.nullcontext)
     # outputs vs the fp32 reference on a fixed seeded batch (benchbench.variants.fidelity), or
     # {"available": False, "reason": ...}; called after the timed window, never inside it
     fidelity: Callable[[], dict] | None = None
