@@ -140,8 +140,10 @@ def case_label(case: dict) -> str:
     stored record's ``case``): framework/model/bsN/device/mode/variant, then ``/dpN`` for a
     data-parallel case and the input pipeline's label for a ``data:`` case, so two
     different cases never share a label."""
-    label = (f"{case.get('framework')}/{case.get('model')}/bs{case.get('batch_size')}/"
-             f"{case.get('device')}/{case.get('mode')}/{case.get('variant')}")
+    label = (
+        f"{case.get('framework')}/{case.get('model')}/bs{case.get('batch_size')}/"
+        f"{case.get('device')}/{case.get('mode')}/{case.get('variant')}"
+    )
     devices = int(case.get("devices") or 1)
     if devices != 1:
         label += f"/dp{devices}"

@@ -77,12 +77,15 @@ class DataConfig:
     @property
     def label(self) -> str:
         return f"{self.preset}-w{self.num_workers}-p{self.prefetch}" + (
-            f"-{self.size}px" if self.source == "generated" else "")
+            f"-{self.size}px" if self.source == "generated" else ""
+        )
 
     def generation_key(self) -> str:
         """What a generated set is a function of (its cache folder name)."""
-        blob = json.dumps({"images": self.images, "size": self.size, "classes": self.classes,
-                           "seed": self.seed, "format": "jpeg-v1"}, sort_keys=True)
+        blob = json.dumps(
+            {"images": self.images, "size": self.size, "classes": self.classes, "seed": self.seed, "format": "jpeg-v1"},
+            sort_keys=True,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def folder(self) -> str:
@@ -126,8 +129,12 @@ def _pin(value: Any) -> str:
 
 
 def _sweep(item: Any, schema: dict) -> Any:
-    return Annotated[list[item], Field(min_length=1), BeforeValidator(_as_list),
-                     WithJsonSchema({"anyOf": [schema, {"type": "array", "items": schema, "minItems": 1}]})]
+    return Annotated[
+        list[item],
+        Field(min_length=1),
+        BeforeValidator(_as_list),
+        WithJsonSchema({"anyOf": [schema, {"type": "array", "items": schema, "minItems": 1}]}),
+    ]
 
 
 _D = DataConfig()
@@ -141,10 +148,14 @@ class DataSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    source: _choice(SOURCES) = Field(_D.source, description="generated (a seeded synthetic JPEG set, made "
-                                     "once into the cache) or folder (path: class subfolders of JPEG/PNG)")
-    path: str | None = Field(None, description="folder source: a directory of class subfolders "
-                             "(relative to the current directory)")
+    source: _choice(SOURCES) = Field(
+        _D.source,
+        description="generated (a seeded synthetic JPEG set, made "
+        "once into the cache) or folder (path: class subfolders of JPEG/PNG)",
+    )
+    path: str | None = Field(
+        None, description="folder source: a directory of class subfolders (relative to the current directory)"
+    )
     images: Pos = Field(_D.images, description="generated: number of images")
     size: _sweep(Pos, {"type": "integer", "minimum": 1}) = Field([_D.size], description="generated: side in px")
     classes: Annotated[int, Field(ge=2)] = Field(_D.classes, description="generated: class folders")
@@ -203,14 +214,21 @@ def problem(case, data: DataConfig | None, where: tuple) -> tuple[tuple, str] | 
     at = where + ("data",)
     if data is None:
         if case.mode == "data":
-            return ("matrix", "mode"), ("mode 'data' times an input pipeline: give defaults: data: "
-                                        "{source: generated, …} (or models: NAME: data:)")
+            return ("matrix", "mode"), (
+                "mode 'data' times an input pipeline: give defaults: data: "
+                "{source: generated, …} (or models: NAME: data:)"
+            )
         return None
     if not registry.takes_image_shape(case.model):
-        return at, f"{case.model} takes feature vectors, not images: give it data: synthetic under models: {case.model}:"
+        return (
+            at,
+            f"{case.model} takes feature vectors, not images: give it data: synthetic under models: {case.model}:",
+        )
     if case.mode == "data" and case.variant != "fp32":
-        return ("matrix", "mode"), (f"mode 'data' times the loader alone: variant {case.variant} does not "
-                                    f"apply; add to exclude: {{mode: data, variant: {case.variant}}}")
+        return ("matrix", "mode"), (
+            f"mode 'data' times the loader alone: variant {case.variant} does not "
+            f"apply; add to exclude: {{mode: data, variant: {case.variant}}}"
+        )
     if data.source == "folder" and not data.path:
         return at + ("source",), "source: folder needs path: DIR (class subfolders of images)"
     if data.source == "folder" and not os.path.isdir(data.root or ""):

@@ -68,4 +68,5 @@ def skip_reason(case) -> str | None:
     from benchbench.registry import variant_support
 
     return device_skip_reason(case.framework, case.device) or variant_support(
-        case.framework, case.variant, case.device, case.mode)
+        case.framework, case.variant, case.device, case.mode
+    )

@@ -34,72 +34,152 @@ def _fw(devices, modes, why=None):
     return {"devices": list(devices), "modes": list(modes), "why": dict(why or {})}
 
 
-_FP16_CPU = ("PyTorch's CPU fp16 convolution kernels are missing or slow reference paths; use bf16")
+_FP16_CPU = "PyTorch's CPU fp16 convolution kernels are missing or slow reference paths; use bf16"
 _CPU_INT8 = "int8 kernels (fbgemm/oneDNN) run on the CPU only"
 _PRUNED_INF = "the pruned model is measured for inference (training would refill the zeros)"
 _TRANSFER = "a transfer-learning variant: it only changes what trains (train mode only)"
 VARIANTS = {
-    "fp32": {"description": "full fp32; TF32 and reduced-precision reductions off (torch: eager; tensorflow: a tf.function)",
-             "torch": _fw(_ALL, _BOTH), "tensorflow": _fw(_ALL, _BOTH)},
-    "fp16": {"description": "the model and its inputs cast to float16 (Keras: the 'float16' dtype policy)",
-             "torch": _fw(["cuda"], _BOTH, {"cpu": _FP16_CPU}),
-             "tensorflow": _fw(["cuda"], _BOTH, {"cpu": "TensorFlow's CPU float16 kernels are slow emulation; use bf16"})},
-    "bf16": {"description": "the model and its inputs cast to bfloat16 (Keras: the 'bfloat16' dtype policy)",
-             "torch": _fw(_HOST_GPU, _BOTH), "tensorflow": _fw(_ALL, _BOTH)},
-    "amp": {"description": "automatic mixed precision: torch.autocast (CUDA float16 + GradScaler in training; CPU "
-                           "bfloat16); Keras mixed_float16 on GPU, mixed_bfloat16 on CPU/TPU",
-            "torch": _fw(_HOST_GPU, _BOTH), "tensorflow": _fw(_ALL, _BOTH)},
-    "amp_bf16": {"description": "mixed precision in bfloat16: torch.autocast(bfloat16); Keras mixed_bfloat16",
-                 "torch": _fw(_HOST_GPU, _BOTH), "tensorflow": _fw(_ALL, _BOTH)},
-    "tf32": {"description": "fp32 with TF32 tensor-core matmuls/convolutions (NVIDIA compute capability >= 8.0)",
-             "torch": _fw(["cuda"], _BOTH, {"cpu": "TF32 is an NVIDIA tensor-core mode: CUDA only"}), "tensorflow": None,
-             "why_not": {"tensorflow": "not offered for tensorflow: it turns TF32 off for fp32 and has no TF32 variant yet"}},
-    "channels_last": {"description": "NHWC memory format on the model and the inputs (image models only)",
-                      "torch": _fw(_HOST_GPU, _BOTH), "tensorflow": None,
-                      "why_not": {"tensorflow": "Keras is channels-last already"}},
-    "compile": {"description": "torch.compile(mode=MODE); compile:MODE, MODE in default, reduce-overhead, "
-                              "max-autotune; compile time in cold_start.compile_s",
-                "param": {"choices": ["default", "reduce-overhead", "max-autotune"], "default": "default"},
-                "torch": _fw(_HOST_GPU, _BOTH), "tensorflow": None,
-                "why_not": {"tensorflow": "use xla (tf.function(jit_compile=True))"}},
-    "torchscript": {"description": "torch.jit.trace (frozen in inference)",
-                    "torch": _fw(_HOST_GPU, _BOTH), "tensorflow": None, "why_not": {"tensorflow": "PyTorch only"}},
-    "eager": {"description": "fp32, Keras called eagerly, no tf.function",
-              "torch": None, "tensorflow": _fw(["cpu", "cuda"], _BOTH, {"tpu": "TPU programs are compiled"}),
-              "why_not": {"torch": "torch's fp32 variant already runs eagerly"}},
-    "xla": {"description": "fp32, tf.function(jit_compile=True): XLA-compiled",
-            "torch": None, "tensorflow": _fw(_ALL, _BOTH),
-            "why_not": {"torch": "use compile (torch.compile), or device: tpu for torch_xla"}},
-    "int8_dynamic": {"description": "dynamic int8 quantization of the Linear layers "
-                                    "(torch.ao.quantization.quantize_dynamic; weights int8, activations per batch)",
-                     "torch": _fw(["cpu"], _INF, {"cuda": _CPU_INT8, "tpu": _CPU_INT8, "train": "post-training quantization: inference only"}),
-                     "tensorflow": None, "why_not": {"tensorflow": "use tflite_dynamic"}},
-    "int8_static": {"description": "static post-training int8 (FX graph mode, x86 qconfig), calibrated on 4 seeded batches",
-                    "torch": _fw(["cpu"], _INF, {"cuda": _CPU_INT8, "tpu": _CPU_INT8, "train": "post-training quantization: inference only"}),
-                    "tensorflow": None, "why_not": {"tensorflow": "use tflite_int8"}},
-    "tflite_dynamic": {"description": "TensorFlow Lite dynamic-range quantization, run through the LiteRT interpreter",
-                       "torch": None, "why_not": {"torch": "TensorFlow Lite converts Keras models only"},
-                       "tensorflow": _fw(["cpu"], _INF, {"cuda": "the LiteRT interpreter runs on the CPU", "tpu": "the LiteRT interpreter runs on the CPU", "train": "a TensorFlow Lite model is inference only"})},
-    "tflite_int8": {"description": "TensorFlow Lite full-integer int8 (representative dataset), LiteRT interpreter",
-                    "torch": None, "why_not": {"torch": "TensorFlow Lite converts Keras models only"},
-                    "tensorflow": _fw(["cpu"], _INF, {"cuda": "TFLite int8 runs on the CPU interpreter", "tpu": "TFLite int8 runs on the CPU interpreter", "train": "a TensorFlow Lite model is inference only"})},
-    "prune": {"description": "unstructured magnitude pruning of conv/linear weights at SPARSITY (prune:SPARSITY, "
-                             "default 0.5), made permanent (torch.nn.utils.prune; tensorflow: the kernels prune_low_magnitude + strip would prune, zeroed directly — tfmot cannot wrap Keras 3 models)",
-              "param": {"fraction": True, "default": "0.5"},
-              "torch": _fw(_HOST_GPU, _INF, {"train": _PRUNED_INF}), "tensorflow": _fw(_HOST_GPU, _INF, {"train": _PRUNED_INF})},
-    "channel_prune": {"description": "structured channel pruning (torch-pruning, L1 magnitude) removing FRACTION of the "
-                                     "channels (channel_prune:FRACTION, default 0.25): the layers really shrink",
-                      "param": {"fraction": True, "default": "0.25"},
-                      "torch": _fw(_HOST_GPU, _BOTH), "tensorflow": None,
-                      "why_not": {"tensorflow": "no structured channel pruning for Keras here"}},
-    "sparse24": {"description": "2:4 semi-structured sparsity on the Linear weights, model in float16 "
-                                "(to_sparse_semi_structured; CUDA compute capability >= 8.0)",
-                 "torch": _fw(["cuda"], _INF, {"cpu": "2:4 sparse kernels are CUDA-only (cuSPARSELt/CUTLASS)"}),
-                 "tensorflow": None, "why_not": {"tensorflow": "PyTorch only"}},
-    "frozen_backbone": {"description": "transfer learning: only the classifier head trains, the backbone is frozen",
-                        "torch": _fw(_ALL, _TRAIN, {"inference": _TRANSFER}), "tensorflow": _fw(_ALL, _TRAIN, {"inference": _TRANSFER})},
-    "finetune": {"description": "transfer learning: every layer trains (the pair of frozen_backbone)",
-                 "torch": _fw(_ALL, _TRAIN, {"inference": _TRANSFER}), "tensorflow": _fw(_ALL, _TRAIN, {"inference": _TRANSFER})},
+    "fp32": {
+        "description": "full fp32; TF32 and reduced-precision reductions off (torch: eager; tensorflow: a tf.function)",
+        "torch": _fw(_ALL, _BOTH),
+        "tensorflow": _fw(_ALL, _BOTH),
+    },
+    "fp16": {
+        "description": "the model and its inputs cast to float16 (Keras: the 'float16' dtype policy)",
+        "torch": _fw(["cuda"], _BOTH, {"cpu": _FP16_CPU}),
+        "tensorflow": _fw(["cuda"], _BOTH, {"cpu": "TensorFlow's CPU float16 kernels are slow emulation; use bf16"}),
+    },
+    "bf16": {
+        "description": "the model and its inputs cast to bfloat16 (Keras: the 'bfloat16' dtype policy)",
+        "torch": _fw(_HOST_GPU, _BOTH),
+        "tensorflow": _fw(_ALL, _BOTH),
+    },
+    "amp": {
+        "description": "automatic mixed precision: torch.autocast (CUDA float16 + GradScaler in training; CPU "
+        "bfloat16); Keras mixed_float16 on GPU, mixed_bfloat16 on CPU/TPU",
+        "torch": _fw(_HOST_GPU, _BOTH),
+        "tensorflow": _fw(_ALL, _BOTH),
+    },
+    "amp_bf16": {
+        "description": "mixed precision in bfloat16: torch.autocast(bfloat16); Keras mixed_bfloat16",
+        "torch": _fw(_HOST_GPU, _BOTH),
+        "tensorflow": _fw(_ALL, _BOTH),
+    },
+    "tf32": {
+        "description": "fp32 with TF32 tensor-core matmuls/convolutions (NVIDIA compute capability >= 8.0)",
+        "torch": _fw(["cuda"], _BOTH, {"cpu": "TF32 is an NVIDIA tensor-core mode: CUDA only"}),
+        "tensorflow": None,
+        "why_not": {"tensorflow": "not offered for tensorflow: it turns TF32 off for fp32 and has no TF32 variant yet"},
+    },
+    "channels_last": {
+        "description": "NHWC memory format on the model and the inputs (image models only)",
+        "torch": _fw(_HOST_GPU, _BOTH),
+        "tensorflow": None,
+        "why_not": {"tensorflow": "Keras is channels-last already"},
+    },
+    "compile": {
+        "description": "torch.compile(mode=MODE); compile:MODE, MODE in default, reduce-overhead, "
+        "max-autotune; compile time in cold_start.compile_s",
+        "param": {"choices": ["default", "reduce-overhead", "max-autotune"], "default": "default"},
+        "torch": _fw(_HOST_GPU, _BOTH),
+        "tensorflow": None,
+        "why_not": {"tensorflow": "use xla (tf.function(jit_compile=True))"},
+    },
+    "torchscript": {
+        "description": "torch.jit.trace (frozen in inference)",
+        "torch": _fw(_HOST_GPU, _BOTH),
+        "tensorflow": None,
+        "why_not": {"tensorflow": "PyTorch only"},
+    },
+    "eager": {
+        "description": "fp32, Keras called eagerly, no tf.function",
+        "torch": None,
+        "tensorflow": _fw(["cpu", "cuda"], _BOTH, {"tpu": "TPU programs are compiled"}),
+        "why_not": {"torch": "torch's fp32 variant already runs eagerly"},
+    },
+    "xla": {
+        "description": "fp32, tf.function(jit_compile=True): XLA-compiled",
+        "torch": None,
+        "tensorflow": _fw(_ALL, _BOTH),
+        "why_not": {"torch": "use compile (torch.compile), or device: tpu for torch_xla"},
+    },
+    "int8_dynamic": {
+        "description": "dynamic int8 quantization of the Linear layers "
+        "(torch.ao.quantization.quantize_dynamic; weights int8, activations per batch)",
+        "torch": _fw(
+            ["cpu"], _INF, {"cuda": _CPU_INT8, "tpu": _CPU_INT8, "train": "post-training quantization: inference only"}
+        ),
+        "tensorflow": None,
+        "why_not": {"tensorflow": "use tflite_dynamic"},
+    },
+    "int8_static": {
+        "description": "static post-training int8 (FX graph mode, x86 qconfig), calibrated on 4 seeded batches",
+        "torch": _fw(
+            ["cpu"], _INF, {"cuda": _CPU_INT8, "tpu": _CPU_INT8, "train": "post-training quantization: inference only"}
+        ),
+        "tensorflow": None,
+        "why_not": {"tensorflow": "use tflite_int8"},
+    },
+    "tflite_dynamic": {
+        "description": "TensorFlow Lite dynamic-range quantization, run through the LiteRT interpreter",
+        "torch": None,
+        "why_not": {"torch": "TensorFlow Lite converts Keras models only"},
+        "tensorflow": _fw(
+            ["cpu"],
+            _INF,
+            {
+                "cuda": "the LiteRT interpreter runs on the CPU",
+                "tpu": "the LiteRT interpreter runs on the CPU",
+                "train": "a TensorFlow Lite model is inference only",
+            },
+        ),
+    },
+    "tflite_int8": {
+        "description": "TensorFlow Lite full-integer int8 (representative dataset), LiteRT interpreter",
+        "torch": None,
+        "why_not": {"torch": "TensorFlow Lite converts Keras models only"},
+        "tensorflow": _fw(
+            ["cpu"],
+            _INF,
+            {
+                "cuda": "TFLite int8 runs on the CPU interpreter",
+                "tpu": "TFLite int8 runs on the CPU interpreter",
+                "train": "a TensorFlow Lite model is inference only",
+            },
+        ),
+    },
+    "prune": {
+        "description": "unstructured magnitude pruning of conv/linear weights at SPARSITY (prune:SPARSITY, "
+        "default 0.5), made permanent (torch.nn.utils.prune; tensorflow: the kernels prune_low_magnitude + strip would prune, zeroed directly — tfmot cannot wrap Keras 3 models)",
+        "param": {"fraction": True, "default": "0.5"},
+        "torch": _fw(_HOST_GPU, _INF, {"train": _PRUNED_INF}),
+        "tensorflow": _fw(_HOST_GPU, _INF, {"train": _PRUNED_INF}),
+    },
+    "channel_prune": {
+        "description": "structured channel pruning (torch-pruning, L1 magnitude) removing FRACTION of the "
+        "channels (channel_prune:FRACTION, default 0.25): the layers really shrink",
+        "param": {"fraction": True, "default": "0.25"},
+        "torch": _fw(_HOST_GPU, _BOTH),
+        "tensorflow": None,
+        "why_not": {"tensorflow": "no structured channel pruning for Keras here"},
+    },
+    "sparse24": {
+        "description": "2:4 semi-structured sparsity on the Linear weights, model in float16 "
+        "(to_sparse_semi_structured; CUDA compute capability >= 8.0)",
+        "torch": _fw(["cuda"], _INF, {"cpu": "2:4 sparse kernels are CUDA-only (cuSPARSELt/CUTLASS)"}),
+        "tensorflow": None,
+        "why_not": {"tensorflow": "PyTorch only"},
+    },
+    "frozen_backbone": {
+        "description": "transfer learning: only the classifier head trains, the backbone is frozen",
+        "torch": _fw(_ALL, _TRAIN, {"inference": _TRANSFER}),
+        "tensorflow": _fw(_ALL, _TRAIN, {"inference": _TRANSFER}),
+    },
+    "finetune": {
+        "description": "transfer learning: every layer trains (the pair of frozen_backbone)",
+        "torch": _fw(_ALL, _TRAIN, {"inference": _TRANSFER}),
+        "tensorflow": _fw(_ALL, _TRAIN, {"inference": _TRANSFER}),
+    },
 }
 VARIANT_FRAMEWORKS = ("torch", "tensorflow")
 
@@ -166,6 +246,8 @@ def variant_support(framework: str, variant: str, device: str, mode: str) -> str
         why = col["why"].get(mode) or f"{mode} mode is not supported ({', '.join(col['modes'])} only)"
         return f"variant {base} in {mode} mode: {why}"
     return None
+
+
 OPTIMIZERS = {
     "adam": "Adam, lr 1e-3 (default; torch.optim / keras.optimizers)",
     "sgd": "SGD, lr 1e-3, momentum 0.9 (torch.optim / keras.optimizers)",
@@ -250,7 +332,7 @@ DEFAULT_IMAGE_SHAPE = (3, 224, 224)
 
 
 def model_kind(name: str) -> str:
-    """"seed", "timm", "user" or "zoo" (a torchvision or keras.applications name), by the name's form."""
+    """ "seed", "timm", "user" or "zoo" (a torchvision or keras.applications name), by the name's form."""
     if name in SEED_MODELS:
         return "seed"
     if name.startswith(TIMM_PREFIX):

@@ -43,8 +43,12 @@ class Record:
     runtime: dict = field(default_factory=dict)  # versions, threads, device name, math modes
     telemetry: dict = field(default_factory=dict)  # sampler rate, sources, summary, series (≤ 300 points)
     energy: dict = field(default_factory=dict)  # per domain: source, J, W, J/sample, samples/J (None + reason)
-    pipeline: dict = field(default_factory=dict)  # data: pipelines: config, loader/model/end-to-end rates, bound (benchbench.pipelines)
-    fidelity: dict = field(default_factory=dict)  # vs the fp32 reference: top1_agreement, max/mean_abs_diff (benchbench.variants.fidelity)
+    pipeline: dict = field(
+        default_factory=dict
+    )  # data: pipelines: config, loader/model/end-to-end rates, bound (benchbench.pipelines)
+    fidelity: dict = field(
+        default_factory=dict
+    )  # vs the fp32 reference: top1_agreement, max/mean_abs_diff (benchbench.variants.fidelity)
     # the case's worker processes: count, interval method and scope, within/between spread, each
     # process's n, median, interval, pid, start, block size (benchbench.measure.combine); {} in records
     # written before processes were combined
@@ -109,8 +113,10 @@ def _drop_torn_tail(path: str | os.PathLike) -> None:
             f.truncate(keep)
     except FileNotFoundError:
         return
-    print(f"warning: {path}: dropped a torn last line ({size - keep} bytes, a crash mid-write) before "
-          f"appending", file=sys.stderr)
+    print(
+        f"warning: {path}: dropped a torn last line ({size - keep} bytes, a crash mid-write) before appending",
+        file=sys.stderr,
+    )
 
 
 def append_record(path: str | os.PathLike, record: Record) -> None:
@@ -140,8 +146,11 @@ def read_records(path: str | os.PathLike) -> list[Record]:
             d = json.loads(line)
         except json.JSONDecodeError as e:
             if i == len(lines):  # torn final write (a crash mid-write): the records before it stand
-                print(f"warning: {p}:{i}: ignored a torn last line (not JSON: {e.msg}); "
-                      f"the {len(records)} records before it are kept", file=sys.stderr)
+                print(
+                    f"warning: {p}:{i}: ignored a torn last line (not JSON: {e.msg}); "
+                    f"the {len(records)} records before it are kept",
+                    file=sys.stderr,
+                )
                 break
             raise UserError(f"{p}:{i}: not a JSON record ({e.msg})") from None
         records.append(Record.from_dict(d))

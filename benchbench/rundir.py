@@ -36,9 +36,24 @@ PROCESSES_DIR = "processes"
 LOGS_DIR = "logs"
 WORK_DIR = ".work"
 
-__all__ = ["CATALOGUE_FILE", "ENVIRONMENT_FILE", "LOGS_DIR", "PROCESSES_DIR", "RESULTS_FILE", "RUN_FILE",
-           "Run", "SUITE_FILE", "WORK_DIR", "is_run_dir", "load_run", "load_runs", "new_run_dir",
-           "read_info", "resume_plan", "write_info"]
+__all__ = [
+    "CATALOGUE_FILE",
+    "ENVIRONMENT_FILE",
+    "LOGS_DIR",
+    "PROCESSES_DIR",
+    "RESULTS_FILE",
+    "RUN_FILE",
+    "Run",
+    "SUITE_FILE",
+    "WORK_DIR",
+    "is_run_dir",
+    "load_run",
+    "load_runs",
+    "new_run_dir",
+    "read_info",
+    "resume_plan",
+    "write_info",
+]
 
 
 @dataclass
@@ -93,11 +108,22 @@ def load_run(path: str | os.PathLike) -> Run:
     records = read_records(p)
     env = _read_json(p / ENVIRONMENT_FILE)
     info = _read_json(p / RUN_FILE)
-    created = info.get("created_at") or env.get("captured_at") or min(
-        (r.started_at for r in records if r.started_at), default=None)
+    created = (
+        info.get("created_at")
+        or env.get("captured_at")
+        or min((r.started_at for r in records if r.started_at), default=None)
+    )
     suite = info.get("suite") or p.parent.name or p.name
-    return Run(run_id=p.name, suite=suite, created_at=created, records=records, environment=env, info=info,
-               path=p, source=str(p))
+    return Run(
+        run_id=p.name,
+        suite=suite,
+        created_at=created,
+        records=records,
+        environment=env,
+        info=info,
+        path=p,
+        source=str(p),
+    )
 
 
 def load_runs(paths: Iterable[str | os.PathLike]) -> list[Run]:
@@ -115,6 +141,7 @@ def load_runs(paths: Iterable[str | os.PathLike]) -> list[Run]:
 
 # --- writing -----------------------------------------------------------------------------
 
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -125,8 +152,9 @@ def new_run_dir(out_root: Path, suite_name: str) -> Path:
     try:
         run_dir.mkdir(parents=True)
     except OSError as e:
-        raise UserError(f"--out {out_root}: cannot create the run directory {run_dir} "
-                        f"({e.strerror or type(e).__name__})") from None
+        raise UserError(
+            f"--out {out_root}: cannot create the run directory {run_dir} ({e.strerror or type(e).__name__})"
+        ) from None
     return run_dir
 
 

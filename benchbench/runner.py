@@ -30,6 +30,7 @@ class Interrupted(Exception):
 
 # --- selecting cases -------------------------------------------------------------------
 
+
 def parse_filter(expr: str) -> list[tuple[str | None, str]]:
     """``key=glob[,key=glob…]``: all terms must match; a term without ``=`` matches
     the case label (framework/model/bsN/device/mode/variant) as a glob or substring."""
@@ -69,12 +70,15 @@ def select(cases: tuple[Case, ...], filters: list[str]) -> list[Case]:
     chosen = [c for c in cases if any(_matches(c, t) for t in parsed)]
     if not chosen:
         example = f"labels look like {cases[0].label}; " if cases else ""
-        raise UserError(f"--filter {' | '.join(filters)} matches none of the suite's {len(cases)} cases "
-                        f"({example}keys: {', '.join(FILTER_KEYS)})")
+        raise UserError(
+            f"--filter {' | '.join(filters)} matches none of the suite's {len(cases)} cases "
+            f"({example}keys: {', '.join(FILTER_KEYS)})"
+        )
     return chosen
 
 
 # --- the run -----------------------------------------------------------------------------
+
 
 @dataclass
 class RunResult:

@@ -85,7 +85,7 @@ def format_path(path: Path) -> str:
 
 
 def show_tag(tag: str) -> str:
-    return "!!" + tag[len(_STD):] if tag.startswith(_STD) else tag
+    return "!!" + tag[len(_STD) :] if tag.startswith(_STD) else tag
 
 
 def load(text: str) -> Source:
@@ -132,9 +132,7 @@ class _Builder:
     def build(self, node: Node, path: Path) -> Any:
         self.count += 1
         if self.count > _MAX_NODES:
-            raise YamlSyntaxError(
-                node.start_mark.line + 1, f"more than {_MAX_NODES} values (runaway aliases?)"
-            )
+            raise YamlSyntaxError(node.start_mark.line + 1, f"more than {_MAX_NODES} values (runaway aliases?)")
         self.src.lines[path] = node.start_mark.line + 1
         if id(node) in self.active:
             return self.problem(node, path, "an alias refers to the value that contains it")

@@ -58,8 +58,7 @@ def _own_cpu_s() -> float:
     return t.user + t.system
 
 
-def verdict(name: str, ratios: list[float], busy: list[bool], low: float, high: float,
-            min_quiet: int) -> bool:
+def verdict(name: str, ratios: list[float], busy: list[bool], low: float, high: float, min_quiet: int) -> bool:
     """Print the closing lines; the median uses quiet rounds when there are at least
     ``min_quiet`` of them, else every round (with a warning). True when it passes."""
     quiet = [r for r, b in zip(ratios, busy) if not b]
@@ -67,8 +66,10 @@ def verdict(name: str, ratios: list[float], busy: list[bool], low: float, high: 
         used, note = quiet, f"{len(quiet)} quiet rounds" if len(quiet) < len(ratios) else ""
     else:
         used, note = ratios, ""
-        print(f"WARNING: only {len(quiet)} of {len(ratios)} rounds were quiet (other processes "
-              f"used > {BUSY_CORES:g} core); the figure below is unreliable — rerun on an idle machine")
+        print(
+            f"WARNING: only {len(quiet)} of {len(ratios)} rounds were quiet (other processes "
+            f"used > {BUSY_CORES:g} core); the figure below is unreliable — rerun on an idle machine"
+        )
     if note:
         print(f"note: {len(ratios) - len(quiet)} disturbed round(s) left out; median over {note}")
     med = statistics.median(used)

@@ -49,8 +49,7 @@ MIN_TIME, MAX_TIME = 3.0, 12.0
 def bench_benchbench(threads: int) -> tuple[float, str]:
     """benchbench's median ms/batch, and how its loop ended."""
     settings = Settings(min_time=MIN_TIME, max_time=MAX_TIME, seed=SEED)
-    case = Case("torch", MODEL, BATCH, "cpu", "inference", "fp32", SHAPE,
-                threads=threads, settings=settings)
+    case = Case("torch", MODEL, BATCH, "cpu", "inference", "fp32", SHAPE, threads=threads, settings=settings)
     rec = run(case)
     if rec.status != "ok":
         raise SystemExit(f"benchbench case {rec.status}: {rec.reason}")
@@ -86,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
 
     check_timer_sees_inference_mode()
     threads = len(os.sched_getaffinity(0))
-    print(f"{MODEL} bs{BATCH} cpu inference fp32, threads={threads}, torch {torch.__version__}, "
-          f"{args.rounds} rounds")
-    print(f"{'round':>5}  {'order':<17} {'benchbench ms':>13} {'Timer ms':>9} {'ratio':>6}  "
-          f"{'other':<11} samples (benchbench | Timer)")
+    print(f"{MODEL} bs{BATCH} cpu inference fp32, threads={threads}, torch {torch.__version__}, {args.rounds} rounds")
+    print(
+        f"{'round':>5}  {'order':<17} {'benchbench ms':>13} {'Timer ms':>9} {'ratio':>6}  "
+        f"{'other':<11} samples (benchbench | Timer)"
+    )
     ratios, busy = [], []
     for r in range(args.rounds):
         sides = {"benchbench": bench_benchbench, "timer": bench_timer}
@@ -102,9 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         other, disturbed = fmt_load(load["benchbench"].cores, load["timer"].cores)
         ratios.append(ratio)
         busy.append(disturbed)
-        print(f"{r + 1:>5}  {'>'.join(order):<17} {got['benchbench'][0]:>13.1f} "
-              f"{got['timer'][0]:>9.1f} {ratio:>6.3f}  {other:<11} "
-              f"{got['benchbench'][1]} | {got['timer'][1]}", flush=True)
+        print(
+            f"{r + 1:>5}  {'>'.join(order):<17} {got['benchbench'][0]:>13.1f} "
+            f"{got['timer'][0]:>9.1f} {ratio:>6.3f}  {other:<11} "
+            f"{got['benchbench'][1]} | {got['timer'][1]}",
+            flush=True,
+        )
 
     ok = verdict("agreement", ratios, busy, LOW, HIGH, min_quiet=2)
     return 1 if (args.check and not ok) else 0

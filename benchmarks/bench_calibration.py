@@ -83,8 +83,7 @@ def read_run(run_dir: Path) -> dict[str, Interval]:
                 break
             raise SystemExit(f"{path}:{i}: not a JSON record") from None
         stats = rec.get("stats") or {}
-        if rec.get("status") != "ok" or None in (stats.get("median"), stats.get("ci95_low"),
-                                                   stats.get("ci95_high")):
+        if rec.get("status") != "ok" or None in (stats.get("median"), stats.get("ci95_low"), stats.get("ci95_high")):
             continue
         out[rec["case"]["case_id"]] = Interval(stats["median"], stats["ci95_low"], stats["ci95_high"])
     return out
@@ -108,14 +107,19 @@ def analyse(runs: list[dict[str, Interval]]) -> list[CaseCalibration]:
         got = [run[cid] for run in runs if cid in run]
         if len(got) < 2:
             continue
-        inside = sum(a.low <= b.median <= a.high
-                     for i, a in enumerate(got) for j, b in enumerate(got) if i != j)
+        inside = sum(a.low <= b.median <= a.high for i, a in enumerate(got) for j, b in enumerate(got) if i != j)
         meds = [g.median for g in got]
-        out.append(CaseCalibration(
-            case_id=cid, runs=len(got), pairs=len(got) * (len(got) - 1), inside=inside,
-            median=statistics.median(meds), observed_sd=statistics.stdev(meds),
-            implied_sd=statistics.fmean((g.high - g.low) / 2 for g in got) / Z95,
-        ))
+        out.append(
+            CaseCalibration(
+                case_id=cid,
+                runs=len(got),
+                pairs=len(got) * (len(got) - 1),
+                inside=inside,
+                median=statistics.median(meds),
+                observed_sd=statistics.stdev(meds),
+                implied_sd=statistics.fmean((g.high - g.low) / 2 for g in got) / Z95,
+            )
+        )
     return out
 
 
@@ -155,13 +159,14 @@ def run_suite(suite: str, runs: int, out_root: Path, extra: list[str]) -> list[t
 
 def report(cases: list[CaseCalibration]) -> bool:
     """Print the per-case table and the closing line; True when it passes."""
-    print(f"{'runs':>4} {'median ms':>10} {'obs sd %':>8} {'impl sd %':>9} {'ratio':>6} "
-          f"{'pairs in':>9}  case")
+    print(f"{'runs':>4} {'median ms':>10} {'obs sd %':>8} {'impl sd %':>9} {'ratio':>6} {'pairs in':>9}  case")
     for c in cases:
         case_ratio = "-" if c.sd_ratio is None else f"{c.sd_ratio:.2f}"
-        print(f"{c.runs:>4} {c.median * 1e3:>10.3f} {100 * c.observed_sd / c.median:>8.2f} "
-              f"{100 * c.implied_sd / c.median:>9.2f} {case_ratio:>6} "
-              f"{c.inside:>4}/{c.pairs:<4}  {c.case_id}")
+        print(
+            f"{c.runs:>4} {c.median * 1e3:>10.3f} {100 * c.observed_sd / c.median:>8.2f} "
+            f"{100 * c.implied_sd / c.median:>9.2f} {case_ratio:>6} "
+            f"{c.inside:>4}/{c.pairs:<4}  {c.case_id}"
+        )
     coverage, ratio = overall(cases)
     if coverage is None:
         print("calibration: no case has an interval in 2 or more runs (FAIL)")
@@ -169,10 +174,12 @@ def report(cases: list[CaseCalibration]) -> bool:
     ok_cov = coverage >= MIN_COVERAGE
     ok_ratio = ratio is not None and RATIO_LOW <= ratio <= RATIO_HIGH
     ratio_txt = "-" if ratio is None else f"{ratio:.2f}"
-    print(f"calibration: pair coverage {100 * coverage:.1f}% ({'ok' if ok_cov else 'low'}, goal "
-          f"≥ {100 * MIN_COVERAGE:.0f}%, honest ≈ 83%), sd ratio {ratio_txt} "
-          f"({'ok' if ok_ratio else 'off'}, goal {RATIO_LOW}–{RATIO_HIGH}) over {len(cases)} cases "
-          f"({'PASS' if ok_cov and ok_ratio else 'FAIL'})")
+    print(
+        f"calibration: pair coverage {100 * coverage:.1f}% ({'ok' if ok_cov else 'low'}, goal "
+        f"≥ {100 * MIN_COVERAGE:.0f}%, honest ≈ 83%), sd ratio {ratio_txt} "
+        f"({'ok' if ok_ratio else 'off'}, goal {RATIO_LOW}–{RATIO_HIGH}) over {len(cases)} cases "
+        f"({'PASS' if ok_cov and ok_ratio else 'FAIL'})"
+    )
     return ok_cov and ok_ratio
 
 
@@ -181,13 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     extra: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1:]
+        argv, extra = argv[:cut], argv[cut + 1 :]
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("suite", nargs="?", help="suite YAML to run K times")
     ap.add_argument("--runs", type=int, default=5, help="K, the number of runs (>= 5; default 5)")
     ap.add_argument("--out", help="root for the runs' directories (default: a new temporary one)")
-    ap.add_argument("--analyse", nargs="+", metavar="RUN_DIR",
-                    help="analyse these run directories, run nothing")
+    ap.add_argument("--analyse", nargs="+", metavar="RUN_DIR", help="analyse these run directories, run nothing")
     ap.add_argument("--check", action="store_true", help="exit 1 when the result is FAIL")
     args = ap.parse_args(argv)
 

@@ -104,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
                 other, _ = fmt_load(load.get("torch"), load.get("tensorflow"))
                 if len(tput) == 2:
                     ratios[model].append(tput["tensorflow"] / tput["torch"])
-                    print(f"{r + 1:>5}  {model:<16} {'>'.join(order):<20} {tput['torch']:>9.1f} "
-                          f"{tput['tensorflow']:>9.1f} {ratios[model][-1]:>8.3f}  {other}", flush=True)
+                    print(
+                        f"{r + 1:>5}  {model:<16} {'>'.join(order):<20} {tput['torch']:>9.1f} "
+                        f"{tput['tensorflow']:>9.1f} {ratios[model][-1]:>8.3f}  {other}",
+                        flush=True,
+                    )
 
     print()
     print(f"median over {args.rounds} rounds, samples/s (bs{BATCH}, cpu, inference, fp32)")
@@ -119,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         pt, pf = (facts[model, fw]["params"] for fw in FRAMEWORKS)
         ft, ff = (facts[model, fw].get("flops_per_sample") for fw in FRAMEWORKS)
         flops = "/".join("n/a" if v is None else f"{v / 1e9:.3f}" for v in (ft, ff))
-        print(f"{model:<16} {t:>9.1f} {f:>11.1f} {statistics.median(ratios[model]):>9.3f}  "
-              f"{pt:>11,} / {pf:>11,}  {flops:>26}")
+        print(
+            f"{model:<16} {t:>9.1f} {f:>11.1f} {statistics.median(ratios[model]):>9.3f}  "
+            f"{pt:>11,} / {pf:>11,}  {flops:>26}"
+        )
     return 1 if failed else 0
 
 

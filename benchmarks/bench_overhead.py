@@ -45,8 +45,7 @@ BATCH, SHAPE, SEED = 32, (10,), 0
 def bench_benchbench(threads: int, seconds: float) -> float:
     """samples/s reported by the real worker path (in-process)."""
     settings = Settings(min_time=seconds, max_time=seconds, seed=SEED)
-    case = Case("torch", "seed_mlp", BATCH, "cpu", "inference", "fp32", SHAPE,
-                threads=threads, settings=settings)
+    case = Case("torch", "seed_mlp", BATCH, "cpu", "inference", "fp32", SHAPE, threads=threads, settings=settings)
     rec = run(case)
     if rec.status != "ok":
         raise SystemExit(f"benchbench case {rec.status}: {rec.reason}")
@@ -82,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     threads = len(os.sched_getaffinity(0))
-    print(f"seed_mlp bs{BATCH} cpu inference fp32, threads={threads}, torch {torch.__version__}, "
-          f"{args.rounds} rounds × {args.seconds:g} s per side")
+    print(
+        f"seed_mlp bs{BATCH} cpu inference fp32, threads={threads}, torch {torch.__version__}, "
+        f"{args.rounds} rounds × {args.seconds:g} s per side"
+    )
     print(f"{'round':>5}  {'order':<16} {'benchbench/s':>13} {'bare/s':>13} {'ratio':>7}  other")
     ratios, busy = [], []
     for r in range(args.rounds):
@@ -97,8 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         other, disturbed = fmt_load(load["benchbench"].cores, load["bare"].cores)
         ratios.append(ratio)
         busy.append(disturbed)
-        print(f"{r + 1:>5}  {'>'.join(order):<16} {got['benchbench']:>13,.0f} "
-              f"{got['bare']:>13,.0f} {ratio:>7.3f}  {other}", flush=True)
+        print(
+            f"{r + 1:>5}  {'>'.join(order):<16} {got['benchbench']:>13,.0f} "
+            f"{got['bare']:>13,.0f} {ratio:>7.3f}  {other}",
+            flush=True,
+        )
 
     ok = verdict("overhead", ratios, busy, LOW, HIGH, min_quiet=4)
     return 1 if (args.check and not ok) else 0

@@ -47,8 +47,11 @@ def _suite(args) -> str:
 
 def _train_suite(args) -> str:
     """Training only with the seed preset (the articles' augmentation), workers 0/1/2."""
-    return (_suite(args).replace("mode: [data, train]", "mode: [train]")
-            .replace("preset: [none, light, seed, heavy]", "preset: seed"))
+    return (
+        _suite(args)
+        .replace("mode: [data, train]", "mode: [train]")
+        .replace("preset: [none, light, seed, heavy]", "preset: seed")
+    )
 
 
 def _run(text: str, work: Path, name: str, cache: Path) -> list[dict]:
@@ -82,8 +85,10 @@ def main() -> None:
     trains = _run(_train_suite(args), work, "train", cache)
     print(f"load average after {_load()}\n")
 
-    print(f"Loader alone (images/s, median-based throughput; batch {args.batch}, {args.images} JPEGs "
-          f"{args.size}px → 224px; CPU = cores used by the worker and its loader processes)")
+    print(
+        f"Loader alone (images/s, median-based throughput; batch {args.batch}, {args.images} JPEGs "
+        f"{args.size}px → 224px; CPU = cores used by the worker and its loader processes)"
+    )
     print(f"{'preset':8} {'framework':11} " + " ".join(f"{f'w{w} img/s':>10} {'cpu':>5}" for w in (0, 1, 2)))
     table: dict = {}
     for r in loaders:
@@ -107,8 +112,10 @@ def main() -> None:
             print(f"{r['case']['framework']:11} {r['status']}: {r['reason']}")
             continue
         p = r["pipeline"]
-        print(f"{r['case']['framework']:11} {r['case']['data']['num_workers']:>7} {p['loader_rate']:>8.1f} "
-              f"{p['model_rate']:>8.1f} {p['end_to_end_rate']:>8.1f} {p['end_to_end_vs_model']:>9.2f}  {p['text']}")
+        print(
+            f"{r['case']['framework']:11} {r['case']['data']['num_workers']:>7} {p['loader_rate']:>8.1f} "
+            f"{p['model_rate']:>8.1f} {p['end_to_end_rate']:>8.1f} {p['end_to_end_vs_model']:>9.2f}  {p['text']}"
+        )
     print(f"\nrun directories: {work / 'out'}")
 
 

@@ -67,25 +67,36 @@ def _timed_run(suite, executor, out: Path) -> dict:
     arrivals: list[float] = []
     run_dir = runner.new_run_dir(out, suite)
     t0 = time.monotonic()
-    result = runner.run(suite, list(suite.cases), run_dir, executor=executor,
-                        on_record=lambda rec: arrivals.append(time.monotonic()))
+    result = runner.run(
+        suite, list(suite.cases), run_dir, executor=executor, on_record=lambda rec: arrivals.append(time.monotonic())
+    )
     wall = time.monotonic() - t0
     overheads, prev = [], t0
     for rec, at in zip(result.records, arrivals):
         overheads.append(at - prev - (rec.duration_s or 0.0))
         prev = at
     statuses = {s: result.count(s) for s in ("ok", "failed", "skipped")}
-    return {"wall": wall, "case_s": sum(r.duration_s or 0 for r in result.records),
-            "durations": [r.duration_s or 0 for r in result.records],
-            "overheads": overheads, "statuses": statuses, "run_dir": run_dir}
+    return {
+        "wall": wall,
+        "case_s": sum(r.duration_s or 0 for r in result.records),
+        "durations": [r.duration_s or 0 for r in result.records],
+        "overheads": overheads,
+        "statuses": statuses,
+        "run_dir": run_dir,
+    }
 
 
 def _line(name: str, r: dict, gaps: bool = True) -> str:
     oh = r["overheads"]
-    gap = (f"gap−duration: first {oh[0]:5.2f} s, then median {statistics.median(oh[1:]):5.2f} s "
-           f"(max {max(oh[1:]):5.2f})" if gaps else "gap−duration: n/a (cases overlap)")
-    return (f"{name:20} wall {r['wall']:6.1f} s  Σ case {r['case_s']:6.1f} s  "
-            f"median case {statistics.median(r['durations']):5.2f} s  {gap}  {r['statuses']}")
+    gap = (
+        f"gap−duration: first {oh[0]:5.2f} s, then median {statistics.median(oh[1:]):5.2f} s (max {max(oh[1:]):5.2f})"
+        if gaps
+        else "gap−duration: n/a (cases overlap)"
+    )
+    return (
+        f"{name:20} wall {r['wall']:6.1f} s  Σ case {r['case_s']:6.1f} s  "
+        f"median case {statistics.median(r['durations']):5.2f} s  {gap}  {r['statuses']}"
+    )
 
 
 def main() -> int:
@@ -118,8 +129,13 @@ def main() -> int:
     print(_line("local", loc), flush=True)
 
     t0 = time.monotonic()
-    ray.init(num_cpus=cores, resources={"slot": 1}, include_dashboard=False, logging_level=logging.WARNING,
-             log_to_driver=False)
+    ray.init(
+        num_cpus=cores,
+        resources={"slot": 1},
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+    )
     startup = time.monotonic() - t0
     print(f"{'ray start-up':22} {startup:7.1f} s (ray.init of a local instance)", flush=True)
     try:
@@ -132,13 +148,19 @@ def main() -> int:
 
     extra = statistics.median(seq["overheads"][1:]) - statistics.median(loc["overheads"][1:])
     print(f"\nRay overhead per case (one at a time, median gap−duration minus local's): {extra:+.2f} s")
-    print(f"Ray overhead per case (one at a time, wall difference / {len(suite.cases)}): "
-          f"{(seq['wall'] - loc['wall']) / len(suite.cases):+.2f} s (+ {startup:.1f} s start-up once)")
-    print(f"Median case duration (worker start to record), ray one at a time vs local: "
-          f"{statistics.median(seq['durations']):.2f} s vs {statistics.median(loc['durations']):.2f} s "
-          f"(Ray's own processes share the cores)")
-    print(f"Ray concurrent vs local wall: {conc['wall']:.1f} s vs {loc['wall']:.1f} s "
-          f"(×{loc['wall'] / conc['wall']:.2f}; + {startup:.1f} s start-up)")
+    print(
+        f"Ray overhead per case (one at a time, wall difference / {len(suite.cases)}): "
+        f"{(seq['wall'] - loc['wall']) / len(suite.cases):+.2f} s (+ {startup:.1f} s start-up once)"
+    )
+    print(
+        f"Median case duration (worker start to record), ray one at a time vs local: "
+        f"{statistics.median(seq['durations']):.2f} s vs {statistics.median(loc['durations']):.2f} s "
+        f"(Ray's own processes share the cores)"
+    )
+    print(
+        f"Ray concurrent vs local wall: {conc['wall']:.1f} s vs {loc['wall']:.1f} s "
+        f"(×{loc['wall'] / conc['wall']:.2f}; + {startup:.1f} s start-up)"
+    )
     if not args.out:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

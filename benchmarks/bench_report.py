@@ -54,11 +54,15 @@ def main(argv: list[str] | None = None) -> int:
         size = out.stat().st_size
     build_s = statistics.median(times)
     statuses = {s: sum(r.status == s for r in records) for s in ("ok", "failed", "skipped")}
-    print(f"records: {len(records)} ({statuses['ok']} ok, {statuses['failed']} failed, "
-          f"{statuses['skipped']} skipped), {samples:,} samples")
+    print(
+        f"records: {len(records)} ({statuses['ok']} ok, {statuses['failed']} failed, "
+        f"{statuses['skipped']} skipped), {samples:,} samples"
+    )
     print(f"imports: {import_s:.2f} s (plotly, pandas, benchbench.report)")
-    print(f"build:   median {build_s:.2f} s over {args.rounds} rounds "
-          f"({', '.join(f'{t:.2f}' for t in times)})  target < {TARGET_S:.0f} s")
+    print(
+        f"build:   median {build_s:.2f} s over {args.rounds} rounds "
+        f"({', '.join(f'{t:.2f}' for t in times)})  target < {TARGET_S:.0f} s"
+    )
     print(f"size:    {size / 1e6:.2f} MB ({size:,} bytes)  target < {TARGET_BYTES / 1e6:.0f} MB")
     ok = build_s + import_s < TARGET_S and size < TARGET_BYTES
     print("PASS" if ok else "FAIL")

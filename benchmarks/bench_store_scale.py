@@ -47,9 +47,15 @@ def fill(url: str, cases: int, runs: int, seed: int = 1) -> float:
     for i in range(cases):
         case = Case("torch", f"model{i:04d}", 1 + i % 4, "cpu", "inference", "fp32", (10,))
         samples = [0.01 * (1 + 0.01 * ((k * 7) % 11 - 5) / 5) for k in range(20)]
-        rec = Record(case=case.to_dict(), status="ok", stats=summarize(samples, case.batch_size).to_dict(),
-                     samples=samples, memory={"host_peak_rss_bytes": 100 * 2**20}, host="bench-host",
-                     runtime={"framework": "torch", "device_name": "CPU X", "versions": {"torch": "2.4.0"}})
+        rec = Record(
+            case=case.to_dict(),
+            status="ok",
+            stats=summarize(samples, case.batch_size).to_dict(),
+            samples=samples,
+            memory={"host_peak_rss_bytes": 100 * 2**20},
+            host="bench-host",
+            runtime={"framework": "torch", "device_name": "CPU X", "versions": {"torch": "2.4.0"}},
+        )
         templates.append(rec)
     facts = st.context_facts(templates[0], ENV)
     fp = st.fingerprint(facts)
@@ -57,24 +63,50 @@ def fill(url: str, cases: int, runs: int, seed: int = 1) -> float:
     start = datetime(2024, 1, 1, tzinfo=timezone.utc)
     with s._write() as conn, conn.begin():
         conn.execute(s.t_contexts.insert().values(fingerprint=fp, facts=json.dumps(facts, sort_keys=True)))
-        conn.execute(s.t_runs.insert(), [
-            {"run_id": f"run{r:05d}", "suite": "scale", "created_at": (start + timedelta(days=r)).isoformat(),
-             "imported_at": start.isoformat(), "git_commit": f"{r:07x}{'0' * 33}", "source": "bench",
-             "environment": json.dumps({**ENV, "git": {"commit": f"{r:07x}{'0' * 33}"}})} for r in range(runs)])
+        conn.execute(
+            s.t_runs.insert(),
+            [
+                {
+                    "run_id": f"run{r:05d}",
+                    "suite": "scale",
+                    "created_at": (start + timedelta(days=r)).isoformat(),
+                    "imported_at": start.isoformat(),
+                    "git_commit": f"{r:07x}{'0' * 33}",
+                    "source": "bench",
+                    "environment": json.dumps({**ENV, "git": {"commit": f"{r:07x}{'0' * 33}"}}),
+                }
+                for r in range(runs)
+            ],
+        )
     for r in range(runs):
         created = (start + timedelta(days=r)).isoformat()
         rows = []
         for rec in templates:
             f = math.exp(rng.gauss(0, 0.03))
             d = rec.to_dict()
-            d["stats"] = {**d["stats"], "median": d["stats"]["median"] * f, "p99": d["stats"]["p99"] * f,
-                          "throughput": d["stats"]["throughput"] / f}
-            rows.append({"run_id": f"run{r:05d}", "case_id": rec.case_id, "context": fp,
-                         "label": case_label(rec.case), "status": "ok", "started_at": created,
-                         "created_at": created, "throughput": d["stats"]["throughput"],
-                         "median_s": d["stats"]["median"], "p99_s": d["stats"]["p99"],
-                         "peak_rss_bytes": 100 * 2**20, "energy_j_per_sample": None,
-                         "record": json.dumps(d, separators=(",", ":"))})
+            d["stats"] = {
+                **d["stats"],
+                "median": d["stats"]["median"] * f,
+                "p99": d["stats"]["p99"] * f,
+                "throughput": d["stats"]["throughput"] / f,
+            }
+            rows.append(
+                {
+                    "run_id": f"run{r:05d}",
+                    "case_id": rec.case_id,
+                    "context": fp,
+                    "label": case_label(rec.case),
+                    "status": "ok",
+                    "started_at": created,
+                    "created_at": created,
+                    "throughput": d["stats"]["throughput"],
+                    "median_s": d["stats"]["median"],
+                    "p99_s": d["stats"]["p99"],
+                    "peak_rss_bytes": 100 * 2**20,
+                    "energy_j_per_sample": None,
+                    "record": json.dumps(d, separators=(",", ":")),
+                }
+            )
         with s._write() as conn, conn.begin():
             conn.execute(s.t_records.insert(), rows)
         if (r + 1) % 100 == 0:
@@ -111,15 +143,20 @@ def main() -> None:
     if not db.exists():
         fill(url, a.cases, a.runs)
     print(f"store {db}: {db.stat().st_size / 2**30:.2f} GiB")
-    commands = {"compare": ["compare", "latest~1", "latest", "--store", url, "--json"],
-                "check": ["check", "--store", url, "--latest", "--json"]}
+    commands = {
+        "compare": ["compare", "latest~1", "latest", "--store", url, "--json"],
+        "check": ["check", "--store", url, "--latest", "--json"],
+    }
     print("| command | in process (median of 3) | as `python -m benchbench` (median of 3) | exit |")
     print("| --- | --- | --- | --- |")
     for name, argv in commands.items():
         inproc = [timed_in_process(argv) for _ in range(3)]
         sub = [timed_subprocess(argv) for _ in range(3)]
-        print(f"| {name} | {statistics.median(t for t, _ in inproc):.2f} s | "
-              f"{statistics.median(t for t, _ in sub):.2f} s | {sub[0][1]} |", flush=True)
+        print(
+            f"| {name} | {statistics.median(t for t, _ in inproc):.2f} s | "
+            f"{statistics.median(t for t, _ in sub):.2f} s | {sub[0][1]} |",
+            flush=True,
+        )
     if not a.keep and not a.db:
         for p in db.parent.iterdir():
             p.unlink()

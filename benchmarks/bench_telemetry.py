@@ -91,12 +91,17 @@ def paired(pairs: int, threads: int, seconds: float, hz_on: float) -> bool:
         other, disturbed = fmt_load(load["on"].cores, load["off"].cores)
         ratios.append(on / off)
         busy.append(disturbed)
-        print(f"{r + 1:>5}  {'>'.join(order):<8} {on:>10,.0f} {off:>10,.0f} {on / off:>7.3f}  "
-              f"{tel['ticks_in_window']:>5} {tel['missed_ticks']:>6}  {other}", flush=True)
+        print(
+            f"{r + 1:>5}  {'>'.join(order):<8} {on:>10,.0f} {off:>10,.0f} {on / off:>7.3f}  "
+            f"{tel['ticks_in_window']:>5} {tel['missed_ticks']:>6}  {other}",
+            flush=True,
+        )
     q = sorted(r for r, b in zip(ratios, busy) if not b) or sorted(ratios)
     ci = median_ci(q)
-    print(f"pair ratios ({len(q)} used): min {q[0]:.3f}, quartiles {q[len(q) // 4]:.3f} / {q[(3 * len(q)) // 4]:.3f}, "
-          f"max {q[-1]:.3f}; 95% CI of the median " + (f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "n/a (too few pairs)"))
+    print(
+        f"pair ratios ({len(q)} used): min {q[0]:.3f}, quartiles {q[len(q) // 4]:.3f} / {q[(3 * len(q)) // 4]:.3f}, "
+        f"max {q[-1]:.3f}; 95% CI of the median " + (f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "n/a (too few pairs)")
+    )
     return verdict(f"telemetry {hz_on:g} Hz / off (paired blocks)", ratios, busy, LOW, HIGH, min_quiet=8)
 
 
@@ -105,11 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--seconds", type=float, default=2.0, help="timed seconds per side per round")
     ap.add_argument("--check", action="store_true", help="exit 1 when the result is FAIL")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="compute threads (default: every core; fewer leaves the sampler a core of its own)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="compute threads (default: every core; fewer leaves the sampler a core of its own)",
+    )
     ap.add_argument("--hz", type=float, default=HZ_ON, help="sampler rate of the 'on' side (default 100, the maximum)")
-    ap.add_argument("--paired", type=int, default=0, metavar="N",
-                    help="N pairs of on/off blocks in one prepared case instead of whole workers")
+    ap.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N pairs of on/off blocks in one prepared case instead of whole workers",
+    )
     args = ap.parse_args(argv)
     hz_on = args.hz
 
@@ -141,11 +155,14 @@ def main(argv: list[str] | None = None) -> int:
 
     t = last_on.telemetry
     share = t["sampler_cpu_s"] / t["sampler_span_s"] * 100
-    print(f"sampler thread's own CPU time (last 'on' side): {t['sampler_cpu_s'] * 1e3:.1f} ms over "
-          f"{t['sampler_span_s']:.2f} s = {share:.2f}% of one core")
+    print(
+        f"sampler thread's own CPU time (last 'on' side): {t['sampler_cpu_s'] * 1e3:.1f} ms over "
+        f"{t['sampler_span_s']:.2f} s = {share:.2f}% of one core"
+    )
     sources = ", ".join(f"{k} ({v['status']})" for k, v in t["sources"].items())
-    print(f"sampler (last 'on' side): {t['achieved_hz']:.1f} Hz achieved over {t['window_s']:.2f} s; "
-          f"sources: {sources}")
+    print(
+        f"sampler (last 'on' side): {t['achieved_hz']:.1f} Hz achieved over {t['window_s']:.2f} s; sources: {sources}"
+    )
     cpu = last_on.energy.get("cpu", {})
     print(f"energy (last 'on' side): cpu {cpu.get('source')}"
           + (f": {cpu['avg_w']:.1f} W, {cpu['j_per_sample'] * 1e3:.3f} mJ/sample" if cpu.get("energy_j")

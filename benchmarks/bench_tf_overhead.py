@@ -106,8 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         other, disturbed = fmt_load(load["benchbench"].cores, load["bare"].cores)
         ratios.append(ratio)
         busy.append(disturbed)
-        print(f"{r + 1:>5}  {'>'.join(order):<16} {got['benchbench']:>13,.1f} "
-              f"{got['bare']:>13,.1f} {ratio:>7.3f}  {other}", flush=True)
+        print(
+            f"{r + 1:>5}  {'>'.join(order):<16} {got['benchbench']:>13,.1f} "
+            f"{got['bare']:>13,.1f} {ratio:>7.3f}  {other}",
+            flush=True,
+        )
 
     ok = verdict("tf overhead", ratios, busy, LOW, HIGH, min_quiet=4)
     return 1 if (args.check and not ok) else 0

@@ -69,16 +69,17 @@ def main(argv: list[str] | None = None) -> int:
                     got[v] = rec.stats["throughput"]
                     thr.setdefault((model, v), []).append(got[v])
                     last[model, v] = rec
-                    print(f"round {r + 1} {model:<10} {v:<14} {got[v]:>9.1f}/s  other {fmt_load(cores)[0]}",
-                          flush=True)
+                    print(f"round {r + 1} {model:<10} {v:<14} {got[v]:>9.1f}/s  other {fmt_load(cores)[0]}", flush=True)
                 for v in got:
                     if "fp32" in got:
                         speedup.setdefault((model, v), []).append(got[v] / got["fp32"])
 
     print()
     print(f"median over {args.rounds} rounds; fidelity vs fp32 on a fixed seeded batch of 64")
-    print(f"{'model':<10} {'variant':<14} {'samples/s':>10} {'×fp32':>6} {'size MiB':>9} {'params':>11} "
-          f"{'non-zero':>8} {'top-1 agree':>11} {'max |Δ|':>9}")
+    print(
+        f"{'model':<10} {'variant':<14} {'samples/s':>10} {'×fp32':>6} {'size MiB':>9} {'params':>11} "
+        f"{'non-zero':>8} {'top-1 agree':>11} {'max |Δ|':>9}"
+    )
     for model in models:
         for v in variants:
             rec = last.get((model, v))
@@ -88,10 +89,12 @@ def main(argv: list[str] | None = None) -> int:
             m, f = rec.model, rec.fidelity
             sp = statistics.median(speedup[model, v]) if speedup.get((model, v)) else None
             top1, diff = f.get("top1_agreement"), f.get("max_abs_diff")
-            print(f"{model:<10} {v:<14} {statistics.median(thr[model, v]):>10.1f} "
-                  f"{'' if sp is None else f'{sp:.2f}':>6} {m['serialized_bytes'] / 2**20:>9.2f} {m['params']:>11,} "
-                  f"{m['nonzero_params'] / m['params'] * 100:>7.1f}% "
-                  f"{'n/a' if top1 is None else f'{top1 * 100:.1f}%':>11} {'n/a' if diff is None else f'{diff:.3g}':>9}")
+            print(
+                f"{model:<10} {v:<14} {statistics.median(thr[model, v]):>10.1f} "
+                f"{'' if sp is None else f'{sp:.2f}':>6} {m['serialized_bytes'] / 2**20:>9.2f} {m['params']:>11,} "
+                f"{m['nonzero_params'] / m['params'] * 100:>7.1f}% "
+                f"{'n/a' if top1 is None else f'{top1 * 100:.1f}%':>11} {'n/a' if diff is None else f'{diff:.3g}':>9}"
+            )
     return 1 if failed else 0
 
 

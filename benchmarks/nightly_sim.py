@@ -65,8 +65,9 @@ class Model:
         return judge_pairs(a, b, False, THRESHOLD)["verdict"] == "regressed"
 
 
-def gate(rng, model: Model, hist: list[list[float]], builds: list[list[float]], k: int, m: int,
-         confirm: bool) -> tuple[list[str], int]:
+def gate(
+    rng, model: Model, hist: list[list[float]], builds: list[list[float]], k: int, m: int, confirm: bool
+) -> tuple[list[str], int]:
     """Verdicts for one check and how many confirms ran. ``builds``: each night's true
     value (the build that ran), aligned with ``hist``."""
     screens = [screen(h[:-m][-WINDOW:], h[-m:], False, THRESHOLD, FDR) for h in hist]
@@ -112,48 +113,70 @@ def detection(rng, model: Model, n_series: int, step: float, k: int, m: int, con
             caught[i] |= v == "regressed"
             noisy[i] |= v == "too noisy"
     said = sum(1 for c, n in zip(caught, noisy) if n and not c)
-    return {"caught": sum(caught) / n_series, "said_too_noisy": said / n_series,
-            "silently_missed": (n_series - sum(caught) - said) / n_series}
+    return {
+        "caught": sum(caught) / n_series,
+        "said_too_noisy": said / n_series,
+        "silently_missed": (n_series - sum(caught) - said) / n_series,
+    }
 
 
 def row(rng, model, n_series, nights, k, m, confirm, label) -> str:
     alarms, n, confirms = false_alarms(rng, model, n_series, nights, k, m, confirm)
-    cells = [label, f"{alarms} / {n:,}", f"{1000 * alarms / n:.2f}",
-             f"{confirms / n:.2f}" if confirm else "—"]
+    cells = [label, f"{alarms} / {n:,}", f"{1000 * alarms / n:.2f}", f"{confirms / n:.2f}" if confirm else "—"]
     for step in (0.05, 0.10, 0.20):
         d = detection(rng, model, 400, step, k, m, confirm)
-        cells.append(f"{d['caught']:.0%} / {d['said_too_noisy']:.0%} / {d['silently_missed']:.1%}"
-                     if step < 0.2 else f"{d['caught']:.0%}")
+        cells.append(
+            f"{d['caught']:.0%} / {d['said_too_noisy']:.0%} / {d['silently_missed']:.1%}"
+            if step < 0.2
+            else f"{d['caught']:.0%}"
+        )
     return "| " + " | ".join(cells) + " |"
 
 
 # (K, M, confirm, ab rounds, share of ab rounds disturbed on one side)
-CONFIGS = [(2, 3, False, 0, 0.0), (3, 3, False, 0, 0.0),
-           (2, 3, True, 5, 0.0), (2, 4, True, 5, 0.0), (2, 4, True, 7, 0.0), (3, 5, True, 5, 0.0),
-           (2, 4, True, 7, 0.05)]
+CONFIGS = [
+    (2, 3, False, 0, 0.0),
+    (3, 3, False, 0, 0.0),
+    (2, 3, True, 5, 0.0),
+    (2, 4, True, 5, 0.0),
+    (2, 4, True, 7, 0.0),
+    (3, 5, True, 5, 0.0),
+    (2, 4, True, 7, 0.05),
+]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--series", type=int, default=20)
     ap.add_argument("--nights", type=int, default=1000, help="checks simulated without the confirm step")
-    ap.add_argument("--confirm-nights", type=int, default=10000,
-                    help="checks simulated with the confirm step (its alarms are rare: count many)")
+    ap.add_argument(
+        "--confirm-nights",
+        type=int,
+        default=10000,
+        help="checks simulated with the confirm step (its alarms are rare: count many)",
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cv", type=float, default=0.05, help="between-run CV of a night's median")
     ap.add_argument("--within-cv", type=float, default=0.015, help="within-run CV of an ab round's figure")
     ap.add_argument("--bad-rate", type=float, default=0.05, help="share of bad nights")
     a = ap.parse_args()
     rng = random.Random(a.seed)
-    print(f"between-run CV {a.cv:.0%}, bad nights {a.bad_rate:.0%}, {a.series} series per check, window {WINDOW}, "
-          f"floor {THRESHOLD:.0%}, BH {FDR}; ab rounds: within-run CV {a.within_cv:.1%}; seed {a.seed}\n")
-    print("| gate | false alarms / checks | per 1,000 | confirms per check | +5% caught / too noisy / missed "
-          "| +10% caught / too noisy / missed | +20% caught |")
+    print(
+        f"between-run CV {a.cv:.0%}, bad nights {a.bad_rate:.0%}, {a.series} series per check, window {WINDOW}, "
+        f"floor {THRESHOLD:.0%}, BH {FDR}; ab rounds: within-run CV {a.within_cv:.1%}; seed {a.seed}\n"
+    )
+    print(
+        "| gate | false alarms / checks | per 1,000 | confirms per check | +5% caught / too noisy / missed "
+        "| +10% caught / too noisy / missed | +20% caught |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for k, m, confirm, rounds, disturbed in CONFIGS:
         model = Model(a.cv, a.bad_rate, a.within_cv, disturbed, rounds)
-        label = (f"{k}/{m} + ab confirm, {rounds} rounds" + (f", {disturbed:.0%} rounds disturbed" if disturbed else "")
-                 if confirm else f"{k}/{m}, no confirm")
+        label = (
+            f"{k}/{m} + ab confirm, {rounds} rounds" + (f", {disturbed:.0%} rounds disturbed" if disturbed else "")
+            if confirm
+            else f"{k}/{m}, no confirm"
+        )
         print(row(rng, model, a.series, a.confirm_nights if confirm else a.nights, k, m, confirm, label), flush=True)
 
 

@@ -13,7 +13,11 @@ def bb(*args, cwd=None, timeout=600, **kw):
     """Run the real CLI (`python -m benchbench …`) in a subprocess, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "benchbench", *map(str, args)],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout, **kw,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
     )
 
 

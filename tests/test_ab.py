@@ -26,8 +26,14 @@ def rec(c: Case, median: float, status="ok", rss=100 * 2**20) -> Record:
     if status != "ok":
         return Record(case=c.to_dict(), status=status, reason="boom")
     samples = [median * (1 + 0.002 * ((i * 7) % 11 - 5)) for i in range(30)]
-    return Record(case=c.to_dict(), status="ok", stats=summarize(samples, 1).to_dict(), samples=samples,
-                  memory={"host_peak_rss_bytes": rss}, runtime={"framework": "torch"})
+    return Record(
+        case=c.to_dict(),
+        status="ok",
+        stats=summarize(samples, 1).to_dict(),
+        samples=samples,
+        memory={"host_peak_rss_bytes": rss},
+        runtime={"framework": "torch"},
+    )
 
 
 class FakeWorkers:
@@ -53,6 +59,7 @@ def by_metric(res):
 
 
 # --- order and statistics ----------------------------------------------------------------
+
 
 def test_rounds_are_interleaved_and_each_side_goes_first_equally_often():
     assert ab.round_order(4) == [(0, "A"), (0, "B"), (1, "B"), (1, "A"), (2, "A"), (2, "B"), (3, "B"), (3, "A")]
@@ -82,14 +89,15 @@ def test_a_drift_over_the_job_cancels_in_the_pairs(tmp_path):
     and B are the same build. Pairs always run A then B would read a steady 3% slowdown;
     alternating A B / B A reads none."""
     c = case()
-    fake = FakeWorkers(lambda side, call: 0.01 * 1.03 ** call)
+    fake = FakeWorkers(lambda side, call: 0.01 * 1.03**call)
     res = ab.run_ab([c], *sides(), rounds=6, out_dir=tmp_path / "ab", run_case=fake)
     assert [s for _, s, _ in fake.calls] == ["A", "B", "B", "A"] * 3
     row = by_metric(res)[("seed_mlp", "throughput")]
     assert row.verdict != "regressed" and row.ratio == pytest.approx(1.0, abs=0.005)
     # the same drift judged on A,B-ordered pairs only: a steady "slowdown"
-    ordered = ab.judge_pairs([1 / 1.03 ** (2 * i) for i in range(6)], [1 / 1.03 ** (2 * i + 1) for i in range(6)],
-                             True, 0.05)
+    ordered = ab.judge_pairs(
+        [1 / 1.03 ** (2 * i) for i in range(6)], [1 / 1.03 ** (2 * i + 1) for i in range(6)], True, 0.05
+    )
     assert ordered["verdict"] == "regressed"
 
 
@@ -115,8 +123,14 @@ def test_run_ab_writes_records_and_finds_a_slower_b(tmp_path):
 
 def test_a_failed_round_is_a_failed_row_and_skips_are_kept(tmp_path):
     fake = FakeWorkers(lambda side, call: 0.01, fail_side="B")
-    res = ab.run_ab([case("seed_mlp"), case("seed_cnn")], *sides(), rounds=2, out_dir=tmp_path / "ab",
-                    run_case=fake, skip_reason=lambda c: "no such device" if c.model == "seed_cnn" else None)
+    res = ab.run_ab(
+        [case("seed_mlp"), case("seed_cnn")],
+        *sides(),
+        rounds=2,
+        out_dir=tmp_path / "ab",
+        run_case=fake,
+        skip_reason=lambda c: "no such device" if c.model == "seed_cnn" else None,
+    )
     assert [(r.metric, r.verdict) for r in res.rows] == [("*", "failed")]
     assert "side B failed: boom" in res.rows[0].note
     assert res.skipped == [("torch/seed_cnn/bs1/cpu/inference/fp32", "no such device")]
@@ -124,6 +138,7 @@ def test_a_failed_round_is_a_failed_row_and_skips_are_kept(tmp_path):
 
 
 # --- sides ----------------------------------------------------------------------------------
+
 
 def test_sides_parse_environment_and_refuse_mistakes():
     s = ab.parse_side("B", f"BB_AB_SLOW=1 OTHER='a b' {sys.executable} -X dev", ["MORE=x"])
@@ -141,16 +156,23 @@ def test_an_interpreter_without_benchbench_is_a_clear_error(tmp_path, capsys):
     suite = tmp_path / "s.yaml"
     suite.write_text("name: s\nmatrix:\n  model: [seed_mlp]\n  batch_size: [1]\n")
     # -I -S: no PYTHONPATH, no site-packages: benchbench cannot be imported there
-    assert cli.main(["ab", str(suite), "--a", sys.executable, "--b", f"{sys.executable} -I -S",
-                     "--out", str(tmp_path)]) == 2
+    assert (
+        cli.main(["ab", str(suite), "--a", sys.executable, "--b", f"{sys.executable} -I -S", "--out", str(tmp_path)])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "--b" in err and "cannot import benchbench" in err and "install benchbench" in err
-    assert cli.main(["ab", str(suite), "--a", sys.executable, "--b", sys.executable, "--rounds", "1",
-                     "--out", str(tmp_path)]) == 2
+    assert (
+        cli.main(
+            ["ab", str(suite), "--a", sys.executable, "--b", sys.executable, "--rounds", "1", "--out", str(tmp_path)]
+        )
+        == 2
+    )
     assert "at least 2 paired rounds" in capsys.readouterr().err
 
 
 # --- check --confirm -----------------------------------------------------------------------
+
 
 def test_check_confirm_keeps_a_confirmed_regression_and_drops_an_unconfirmed_one(tmp_path, monkeypatch, capsys):
     from test_compare import _gate_store
@@ -158,8 +180,19 @@ def test_check_confirm_keeps_a_confirmed_regression_and_drops_an_unconfirmed_one
     s = _gate_store(tmp_path, [1.10, 1.0, 1.10, 1.10])  # the screen flags seed_mlp (throughput, p99)
     s.close()
     monkeypatch.chdir(tmp_path)
-    args = ["check", "--store", s.url, "--confirm", "--confirm-a", sys.executable, "--confirm-b",
-            f"SIDE=B {sys.executable}", "--confirm-rounds", "3", "--json"]
+    args = [
+        "check",
+        "--store",
+        s.url,
+        "--confirm",
+        "--confirm-a",
+        sys.executable,
+        "--confirm-b",
+        f"SIDE=B {sys.executable}",
+        "--confirm-rounds",
+        "3",
+        "--json",
+    ]
     from benchbench import probe
     from benchbench.executors import local
 
@@ -194,6 +227,7 @@ def test_check_confirm_keeps_a_confirmed_regression_and_drops_an_unconfirmed_one
 
 # --- one real A/B run -----------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_real_ab_run_a_slowed_b_regresses_the_same_interpreter_does_not(tmp_path):
     shutil.copy(FIXTURES / "ab_models.py", tmp_path / "ab_models.py")
@@ -201,9 +235,23 @@ def test_real_ab_run_a_slowed_b_regresses_the_same_interpreter_does_not(tmp_path
     suite.write_text(
         "name: ab\nmatrix:\n  model: ['ab_models:sleepy', seed_mlp]\n  batch_size: [1]\n"
         "defaults:\n  warmup_iters: 1\n  min_time: 0.05\n  max_time: 0.3\n  min_iters: 8\n  threads: 1\n"
-        "  timeout: 120\n  telemetry: {hz: 0}\nmodels:\n  'ab_models:sleepy': {input_shape: [10]}\n")
-    proc = bb("ab", suite, "--a", sys.executable, "--b", f"BB_AB_SLOW=1 {sys.executable}", "--rounds", "3",
-              "--json", "--out", tmp_path / "out", cwd=tmp_path, timeout=300)
+        "  timeout: 120\n  telemetry: {hz: 0}\nmodels:\n  'ab_models:sleepy': {input_shape: [10]}\n"
+    )
+    proc = bb(
+        "ab",
+        suite,
+        "--a",
+        sys.executable,
+        "--b",
+        f"BB_AB_SLOW=1 {sys.executable}",
+        "--rounds",
+        "3",
+        "--json",
+        "--out",
+        tmp_path / "out",
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stderr
     data = json.loads(proc.stdout)
     rows = {(r["label"].split("/")[1], r["metric"]): r for r in data["rows"]}

@@ -34,8 +34,14 @@ def test_the_import_contracts_hold():
 
 
 FRAMEWORKS = ("torch", "torchvision", "timm", "tensorflow", "keras", "ai_edge_litert")
-WORKER_SIDE = ("benchbench.worker", "benchbench.backends", "benchbench.framework", "benchbench.variants",
-               "benchbench.models", "benchbench.pipelines")
+WORKER_SIDE = (
+    "benchbench.worker",
+    "benchbench.backends",
+    "benchbench.framework",
+    "benchbench.variants",
+    "benchbench.models",
+    "benchbench.pipelines",
+)
 
 
 def test_report_and_history_import_no_framework_when_imported():

@@ -28,8 +28,9 @@ def test_validate_good_and_bad(tmp_path):
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
     assert f"{bad}:4: matrix.batch_size[0]: must be >= 1, got 0" in lines
-    assert any(line.startswith(f"{bad}:5: matrix.mode[0]: unknown mode 'training'; did you mean 'train'?")
-               for line in lines)
+    assert any(
+        line.startswith(f"{bad}:5: matrix.mode[0]: unknown mode 'training'; did you mean 'train'?") for line in lines
+    )
     assert "Traceback" not in proc.stderr
 
 

@@ -22,9 +22,15 @@ def record(model="seed_mlp", median=0.01, rss=100 * 2**20, spread=0.01, n=40, de
     """An ok record whose samples spread ±``spread`` around ``median`` (deterministic)."""
     case = Case("torch", model, 1, "cpu", "inference", "fp32", (10,))
     samples = [median * (1 + spread * ((i * 7) % 11 - 5) / 5) for i in range(n)]
-    return Record(case=case.to_dict(), status="ok", stats=summarize(samples, 1).to_dict(), samples=samples,
-                  memory={"host_peak_rss_bytes": rss}, host="h1",
-                  runtime={"framework": "torch", "device_name": device_name, "versions": {"torch": "2.4.0"}})
+    return Record(
+        case=case.to_dict(),
+        status="ok",
+        stats=summarize(samples, 1).to_dict(),
+        samples=samples,
+        memory={"host_peak_rss_bytes": rss},
+        host="h1",
+        runtime={"framework": "torch", "device_name": device_name, "versions": {"torch": "2.4.0"}},
+    )
 
 
 def failed(model="seed_mlp") -> Record:
@@ -36,8 +42,13 @@ ENV = {"host": "h1", "cpu": {"model": "CPU X"}, "git": {"commit": "c0ffee0000", 
 
 
 def run(run_id, records, day=1, env=None):
-    return st.Run(run_id=run_id, suite="nightly", created_at=f"2026-01-{day:02d}T00:00:00+00:00",
-                  records=records, environment=env or ENV)
+    return st.Run(
+        run_id=run_id,
+        suite="nightly",
+        created_at=f"2026-01-{day:02d}T00:00:00+00:00",
+        records=records,
+        environment=env or ENV,
+    )
 
 
 def run_dir(root: Path, run_id, records, env=None) -> Path:
@@ -54,6 +65,7 @@ def verdicts(cmp, metric="throughput"):
 
 
 # --- pure statistics ---------------------------------------------------------------------
+
 
 def test_robust_statistics_on_known_values():
     assert robust.median([3, 1, 2]) == 2 and robust.median([4, 1, 2, 3]) == 2.5
@@ -80,13 +92,25 @@ def test_judge_regressed_improved_unchanged_inconclusive():
 
 # --- compare without history: within-run spread, unconfirmed -----------------------------
 
+
 def test_two_runs_a_2x_slowdown_regresses_a_3pct_wobble_does_not():
     base = run("b", [record("seed_mlp"), record("seed_cnn"), record("seed_cnn4"), record("resnet18")])
-    cand = run("c", [record("seed_mlp", median=0.02), record("seed_cnn", median=0.0103),
-                     record("seed_cnn4", median=0.005), record("resnet18", median=0.01, spread=0.3, n=10)])
+    cand = run(
+        "c",
+        [
+            record("seed_mlp", median=0.02),
+            record("seed_cnn", median=0.0103),
+            record("seed_cnn4", median=0.005),
+            record("resnet18", median=0.01, spread=0.3, n=10),
+        ],
+    )
     cmp = compare.compare_runs(base, cand)
-    assert verdicts(cmp) == {"seed_mlp": "regressed", "seed_cnn": "unchanged", "seed_cnn4": "improved",
-                             "resnet18": "inconclusive"}
+    assert verdicts(cmp) == {
+        "seed_mlp": "regressed",
+        "seed_cnn": "unchanged",
+        "seed_cnn4": "improved",
+        "resnet18": "inconclusive",
+    }
     assert verdicts(cmp, "latency_p99")["seed_mlp"] == "regressed"
     assert verdicts(cmp, "memory") == dict.fromkeys(["seed_mlp", "seed_cnn", "seed_cnn4", "resnet18"], "unchanged")
     assert all(not r.confirmed and r.noise == "within-run" for r in cmp.rows)
@@ -108,12 +132,14 @@ def test_within_run_spread_is_widened_so_a_small_real_looking_change_is_not_a_ve
 def test_a_borderline_change_alone_regresses_among_many_unchanged_cases_it_is_inconclusive():
     """95% intervals over many rows: Benjamini–Hochberg across the comparison keeps a
     lone borderline verdict from being one of the chance exclusions of "no change"."""
+
     def spread_for_p(target_p, change, n=40):  # the within-run spread that gives this p (by search)
         lo, hi = 0.001, 0.5
         for _ in range(60):
             mid = (lo + hi) / 2
-            cmp = compare.compare_runs(run("b", [record(spread=mid, n=n)]),
-                                       run("c", [record(median=0.01 * (1 + change), spread=mid, n=n)]))
+            cmp = compare.compare_runs(
+                run("b", [record(spread=mid, n=n)]), run("c", [record(median=0.01 * (1 + change), spread=mid, n=n)])
+            )
             p = next(r.p for r in cmp.rows if r.metric == "throughput")
             lo, hi = (mid, hi) if p < target_p else (lo, mid)
         return mid
@@ -122,8 +148,18 @@ def test_a_borderline_change_alone_regresses_among_many_unchanged_cases_it_is_in
     alone = compare.compare_runs(run("b", [record(spread=sp)]), run("c", [record(median=0.0108, spread=sp)]))
     row = next(r for r in alone.rows if r.metric == "throughput")
     assert row.verdict == "regressed" and row.p == pytest.approx(0.01, rel=0.05)
-    models = ["seed_mlp", "seed_cnn", "seed_cnn4", "resnet18", "resnet34", "resnet50", "mobilenet_v2",
-              "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny"]
+    models = [
+        "seed_mlp",
+        "seed_cnn",
+        "seed_cnn4",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "mobilenet_v2",
+        "mobilenet_v3_small",
+        "efficientnet_b0",
+        "convnext_tiny",
+    ]
     base = [record("alexnet", spread=sp)] + [record(m) for m in models]
     cand = [record("alexnet", median=0.0108, spread=sp)] + [record(m) for m in models]
     cand[2] = record("seed_cnn", median=0.02)  # and one real 2× slowdown
@@ -142,8 +178,11 @@ def test_new_missing_and_failed_cases():
     cand = run("c", [record("seed_mlp"), failed("seed_cnn4"), record("resnet18")])
     cmp = compare.compare_runs(base, cand)
     star = {r.label.split("/")[1]: (r.verdict, r.note) for r in cmp.rows if r.metric == "*"}
-    assert star == {"seed_cnn": ("missing", "not in candidate"), "seed_cnn4": ("missing", "candidate failed: boom"),
-                    "resnet18": ("new", "")}
+    assert star == {
+        "seed_cnn": ("missing", "not in candidate"),
+        "seed_cnn4": ("missing", "candidate failed: boom"),
+        "resnet18": ("new", ""),
+    }
     assert not cmp.regressed
 
 
@@ -154,6 +193,7 @@ def test_context_difference_is_reported():
 
 
 # --- compare with history: between-run spread ---------------------------------------------
+
 
 @pytest.fixture
 def history_store(tmp_path):
@@ -191,6 +231,7 @@ def test_history_summary_between_run_cv_and_detectable_change(history_store):
 
 
 # --- the nightly gate ---------------------------------------------------------------------
+
 
 def _gate_store(tmp_path, tail):
     """12 stable nights of seed_mlp (±0.5%) and seed_cnn (±4.4%), then ``tail`` factors
@@ -250,6 +291,7 @@ def test_check_improvement(tmp_path):
 
 # --- the CLI: exit codes and formats --------------------------------------------------------
 
+
 def test_compare_cli_exit_codes_and_formats(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     b = run_dir(tmp_path, "base", [record("seed_mlp"), record("seed_cnn")])
@@ -267,7 +309,10 @@ def test_compare_cli_exit_codes_and_formats(tmp_path, capsys, monkeypatch):
     data = json.loads(capsys.readouterr().out)
     assert data["regressed"] is True and data["counts"]["regressed"] == 2
     assert {(r["metric"], r["verdict"]) for r in data["rows"] if r["label"].startswith("torch/seed_mlp")} == {
-        ("throughput", "regressed"), ("latency_p99", "regressed"), ("memory", "unchanged")}
+        ("throughput", "regressed"),
+        ("latency_p99", "regressed"),
+        ("memory", "unchanged"),
+    }
 
 
 def test_compare_cli_bad_input_is_exit_2_naming_the_file(tmp_path, capsys, monkeypatch):
@@ -291,8 +336,15 @@ def test_compare_cli_bad_input_is_exit_2_naming_the_file(tmp_path, capsys, monke
     assert e.value.code == 2
 
 
-@pytest.mark.parametrize("argv", [["compare", "latest~1", "latest"], ["history"], ["check", "--latest"],
-                                  ["store", "export", "latest", "--format", "csv"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["compare", "latest~1", "latest"],
+        ["history"],
+        ["check", "--latest"],
+        ["store", "export", "latest", "--format", "csv"],
+    ],
+)
 def test_reading_commands_never_create_a_missing_store(tmp_path, capsys, monkeypatch, argv):
     monkeypatch.chdir(tmp_path)
     typo = tmp_path / "histroy.db"
@@ -349,8 +401,10 @@ def test_store_export_github_action_benchmark_and_csv(tmp_path, capsys):
     assert e["value"] == pytest.approx(99.99, abs=0.01) and e["range"].startswith("±")
     assert cli.main(["store", "export", str(d), "--format", "github-smaller"]) == 0
     small = json.loads(capsys.readouterr().out)
-    assert [(x["unit"], round(x["value"], 3)) for x in small] == [("ms", round(record().stats["p99"] * 1e3, 3)),
-                                                                  ("MiB", 100.0)]
+    assert [(x["unit"], round(x["value"], 3)) for x in small] == [
+        ("ms", round(record().stats["p99"] * 1e3, 3)),
+        ("MiB", 100.0),
+    ]
     out = tmp_path / "run.csv"
     assert cli.main(["store", "export", str(d), "--format", "csv", "-o", str(out)]) == 0
     import pandas as pd
@@ -381,6 +435,7 @@ def test_p_values_from_a_few_runs_get_heavier_tails():
 
 # --- energy, change points, the history report, exports ------------------------------------
 
+
 def _with_energy(r: Record, j: float) -> Record:
     r.energy = {"primary": "rapl", "rapl": {"j_per_sample": j}}
     return r
@@ -391,8 +446,13 @@ def test_check_gates_energy_per_sample_where_records_have_it(tmp_path):
     calm = [1.0, 1.003, 0.997, 1.002, 0.998, 1.004, 0.996, 1.001, 0.999, 1.0, 1.002, 0.998]
     for day, f in enumerate(calm + [1.0, 1.0, 1.0], 1):
         tail = day > len(calm)
-        s.add_run(run(f"n{day:02d}", [_with_energy(record("seed_mlp"), 0.5 * f * (1.2 if tail else 1.0)),
-                                      record("seed_cnn")], day))
+        s.add_run(
+            run(
+                f"n{day:02d}",
+                [_with_energy(record("seed_mlp"), 0.5 * f * (1.2 if tail else 1.0)), record("seed_cnn")],
+                day,
+            )
+        )
     v = _gate(s)
     assert v[("seed_mlp", "energy_per_sample")] == "regressed"  # +20% joules per sample, 3 nights
     assert v[("seed_mlp", "throughput")] == "unchanged"
@@ -462,4 +522,7 @@ def test_confirm_mode_screen_nominates_noisy_series_the_confirm_then_decides():
     assert gate.decide([noisy_step, noisy_flat], 0.05, 2, 0.05) == ["too noisy", "too noisy"]
     # with it, the step is nominated (ab re-measures it); the flat series still says too noisy
     assert gate.decide([noisy_step, noisy_flat, once], 0.05, 2, 0.05, confirm=True) == [
-        "regressed", "too noisy", "unchanged"]
+        "regressed",
+        "too noisy",
+        "unchanged",
+    ]

@@ -147,7 +147,7 @@ def test_tf_presets_and_corrupt_images_in_a_subprocess(image_set, tmp_path):
                           capture_output=True, text=True, timeout=240, cwd=REPO, env=env)  # fmt: skip
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and line, proc.stderr[-3000:]
-    out = json.loads(line[0][len("RESULT "):])
+    out = json.loads(line[0][len("RESULT ") :])
     for key, got in out["presets"].items():
         lo, hi = presets.value_range(key.split("-")[0])
         assert got["shape"] == [4, 40, 40, 3] and got["dtype"] == "float32", key
@@ -216,13 +216,18 @@ def test_suite_data_sweeps_expand_and_synthetic_ids_stay():
 @pytest.mark.parametrize(
     "edit, expected",
     [
-        (("  data: {source: generated, images: 20, size: 40, preset: [none, seed], num_workers: [0, 1]}\n", ""),
-         "p.yaml:6: matrix.mode: mode 'data' times an input pipeline"),
+        (
+            ("  data: {source: generated, images: 20, size: 40, preset: [none, seed], num_workers: [0, 1]}\n", ""),
+            "p.yaml:6: matrix.mode: mode 'data' times an input pipeline",
+        ),
         (("preset: [none, seed]", "preset: [none, sed]"), "p.yaml:9: defaults.data.preset[1]: expected one of"),
         (("images: 20", "imagez: 20"), "p.yaml:9: defaults.data.imagez: unknown key 'imagez'; did you mean 'images'?"),
         (("num_workers: [0, 1]", "num_workers: -1"), "p.yaml:9: defaults.data.num_workers: must be >= 0"),
         (("images: 20", "classes: 3"), "p.yaml:9: defaults.data.classes: seed_cnn is a binary classifier"),
-        (("source: generated", "source: folder, path: /no/such/dir"), "p.yaml:9: defaults.data.path: no such directory"),
+        (
+            ("source: generated", "source: folder, path: /no/such/dir"),
+            "p.yaml:9: defaults.data.path: no such directory",
+        ),
     ],
 )
 def test_suite_data_mistakes_are_one_line_with_file_and_line(edit, expected):
@@ -289,17 +294,28 @@ def test_report_section_plots_loader_vs_workers_against_the_model():
     from benchbench.results import Record
 
     def rec(fw, mode, workers, loader, model=None, e2e=None):
-        case = {"framework": fw, "model": "seed_cnn", "mode": mode, "batch_size": 32, "device": "cpu",
-                "data": {"preset": "seed", "num_workers": workers}}
+        case = {
+            "framework": fw,
+            "model": "seed_cnn",
+            "mode": mode,
+            "batch_size": 32,
+            "device": "cpu",
+            "data": {"preset": "seed", "num_workers": workers},
+        }
         p = {"config": {"preset": "seed", "num_workers": workers}, "loader_rate": loader}
         if mode != "data":
             p.update(bound.classify(loader, model, e2e))
         return Record(case=case, status="ok", pipeline=p)
 
-    run = SimpleNamespace(records=[rec("torch", "data", 0, 100.0), rec("torch", "data", 2, 300.0),
-                                   rec("torch", "train", 0, 90.0, 200.0, 80.0),
-                                   rec("torch", "train", 2, 280.0, 210.0, 150.0),
-                                   Record(case={"framework": "torch"}, status="ok")])  # synthetic: left out
+    run = SimpleNamespace(
+        records=[
+            rec("torch", "data", 0, 100.0),
+            rec("torch", "data", 2, 300.0),
+            rec("torch", "train", 0, 90.0, 200.0, 80.0),
+            rec("torch", "train", 2, 280.0, 210.0, 150.0),
+            Record(case={"framework": "torch"}, status="ok"),
+        ]
+    )  # synthetic: left out
     sec = section_mod.section([run])
     assert sec is not None and len(sec.figures) == 1
     fig = sec.figures[0][1]
@@ -316,8 +332,11 @@ def test_pipeline_suite_validates_and_matches_its_schema():
 
     suite = load_suite(REPO / "suites" / "pipeline.yaml", catalog=lambda fw: None)
     train = [c for c in suite.cases if c.mode == "train"]
-    assert {(c.framework, c.model) for c in train} == {("torch", "seed_cnn"), ("tensorflow", "seed_cnn"),
-                                                       ("torch", "resnet18")}
+    assert {(c.framework, c.model) for c in train} == {
+        ("torch", "seed_cnn"),
+        ("tensorflow", "seed_cnn"),
+        ("torch", "resnet18"),
+    }
     assert {(c.data.preset, c.data.num_workers) for c in train} == {(p, w) for p in PRESETS for w in (0, 1, 2)}
     assert all(c.data.images == 2000 and c.data.source == "generated" for c in suite.cases)
     jsonschema = pytest.importorskip("jsonschema")

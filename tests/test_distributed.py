@@ -31,6 +31,7 @@ CASE = Case("torch", "seed_cnn", 8, "cpu", "train", "fp32", (3, 32, 32))
 
 # --- identity ------------------------------------------------------------------------------
 
+
 def test_devices_joins_the_identity_only_when_not_one():
     assert "devices" not in CASE.identity()
     assert CASE.case_id == dataclasses.replace(CASE, devices=1).case_id
@@ -41,13 +42,16 @@ def test_devices_joins_the_identity_only_when_not_one():
 
 
 def test_suite_devices_and_resources_per_model():
-    suite = parse_suite("""\
+    suite = parse_suite(
+        """\
 name: s
 matrix: {model: [seed_mlp, seed_cnn], batch_size: 2}
 defaults: {devices: 2, resources: {num_cpus: 2, accelerator_type: A100, custom: {tpu_host: 1}}}
 models:
   seed_cnn: {devices: 1, resources: {num_gpus: 1}}
-""", "s.yaml")
+""",
+        "s.yaml",
+    )
     by = {c.model: c for c in suite.cases}
     assert by["seed_mlp"].devices == 2 and by["seed_cnn"].devices == 1
     assert by["seed_mlp"].settings.resources == {"num_cpus": 2, "accelerator_type": "A100", "custom": {"tpu_host": 1}}
@@ -55,8 +59,10 @@ models:
 
 
 def test_a_mistake_under_resources_names_the_line_and_the_keys(tmp_path):
-    s = write(tmp_path / "s.yaml", "name: s\nmatrix: {model: seed_mlp, batch_size: 2}\n"
-                                   "defaults:\n  devices: 0\n  resources: {num_cpu: 2}\n")
+    s = write(
+        tmp_path / "s.yaml",
+        "name: s\nmatrix: {model: seed_mlp, batch_size: 2}\ndefaults:\n  devices: 0\n  resources: {num_cpu: 2}\n",
+    )
     proc = bb("validate", s, cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "s.yaml:4: defaults.devices: must be >= 1" in proc.stderr
@@ -64,6 +70,7 @@ def test_a_mistake_under_resources_names_the_line_and_the_keys(tmp_path):
 
 
 # --- pure rules ------------------------------------------------------------------------------
+
 
 def test_rank_cores_are_equal_disjoint_shares():
     assert [distributed.rank_cores(r, 2, [3, 1, 0, 2]) for r in range(2)] == [[0, 1], [2, 3]]
@@ -82,8 +89,13 @@ def test_scaling_efficiency_and_an_unknown_baseline():
 def test_combine_puts_the_figures_in_runtime_and_keeps_the_case():
     two = dataclasses.replace(CASE, devices=2)
     multi = Record(case={}, status="ok", stats={"throughput": 90.0}, runtime={"threads": 1})
-    single = Record(case={}, status="ok", stats={"throughput": 60.0, "median": 0.13, "n": 9},
-                    runtime={"threads": 1}, timing={"stop_reason": "max_time"})
+    single = Record(
+        case={},
+        status="ok",
+        stats={"throughput": 60.0, "median": 0.13, "n": 9},
+        runtime={"threads": 1},
+        timing={"stop_reason": "max_time"},
+    )
     rec = distributed.combine(multi, single, two, {"devices": 2})
     dp = rec.runtime["data_parallel"]
     assert dp["scaling_efficiency"] == 0.75 and dp["throughput_single_device"] == 60.0
@@ -97,12 +109,15 @@ def test_skip_reasons():
     dp = dataclasses.replace(CASE, devices=2)
     assert "TPU" in distributed.skip_reason(dataclasses.replace(dp, device="tpu"))
     assert "use device: cuda" in distributed.skip_reason(dataclasses.replace(dp, device="cuda:1"))
-    assert distributed.skip_reason(dataclasses.replace(dp, device="cuda"), lambda: 1) == \
-        "devices: 2 needs 2 CUDA GPUs; 1 visible"
+    assert (
+        distributed.skip_reason(dataclasses.replace(dp, device="cuda"), lambda: 1)
+        == "devices: 2 needs 2 CUDA GPUs; 1 visible"
+    )
     assert distributed.skip_reason(dp) is None
     # torch ranks would each read the whole loader, and its extra windows are not in lock-step
     assert "data: pipeline is not implemented for torch" in distributed.skip_reason(
-        dataclasses.replace(dp, data=DataConfig()))
+        dataclasses.replace(dp, data=DataConfig())
+    )
 
 
 def test_the_one_device_copy_is_the_case_on_one_device_not_profiled():
@@ -113,6 +128,7 @@ def test_the_one_device_copy_is_the_case_on_one_device_not_profiled():
 
 
 # --- lock-step timing with fake clocks -------------------------------------------------------
+
 
 class FakeRank:
     """A rank whose steps take ``durations`` (cycled) on its own fake clock."""
@@ -266,8 +282,14 @@ def _worker(case: Case, tmp_path, name: str) -> dict:
     work.mkdir(parents=True)
     (work / "c.json").write_text(json.dumps(case.to_dict()))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
-    out = subprocess.run([sys.executable, "-m", "benchbench.worker", str(work / "c.json"), str(work / "r.json")],
-                         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchbench.worker", str(work / "c.json"), str(work / "r.json")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     rec = json.loads((work / "r.json").read_text())
     assert rec["status"] == "ok", (rec["reason"], out.stdout[-3000:])
@@ -321,8 +343,7 @@ def test_ddp_train_runs_the_variants_call(tmp_path):
     write(tmp_path / "ddp_probe.py", PROBE_MODEL)
     recs = {}
     for variant in ("amp_bf16", "compile", "torchscript"):
-        case = Case("torch", "ddp_probe:build", 4, "cpu", "train", variant, (10,), threads=1, devices=2,
-                    settings=FAST)
+        case = Case("torch", "ddp_probe:build", 4, "cpu", "train", variant, (10,), threads=1, devices=2, settings=FAST)
         recs[variant] = rec = _worker(case, tmp_path, variant)
         assert rec["runtime"]["ddp"]["world_size"] == 2 and rec["runtime"]["data_parallel"]["devices"] == 2
 
@@ -338,8 +359,10 @@ def test_ddp_train_runs_the_variants_call(tmp_path):
     for keys in seen("torchscript"):  # one eager forward with gradients: torch.jit.trace's
         assert keys.get("torch.float32 grad=True", 0) <= 1, keys
     # the one-device baselines (torchrun with one rank, no DDP) ran the variants as well
-    assert all(keys.get("torch.bfloat16 grad=True", 0) >= 8 for keys in
-               [json.loads(f.read_text()) for f in tmp_path.glob("seen-amp_bf16-1-*.json")])
+    assert all(
+        keys.get("torch.bfloat16 grad=True", 0) >= 8
+        for keys in [json.loads(f.read_text()) for f in tmp_path.glob("seen-amp_bf16-1-*.json")]
+    )
     # and the record says how DDP and the variant were composed
     assert recs["amp_bf16"]["runtime"]["autocast"] == "bfloat16"
     assert "autocast bfloat16" in recs["amp_bf16"]["runtime"]["ddp"]["wraps"]
@@ -349,8 +372,17 @@ def test_ddp_train_runs_the_variants_call(tmp_path):
 
 @pytest.mark.slow
 def test_a_data_parallel_torch_case_profiles_on_rank_zero(tmp_path):
-    case = Case("torch", "seed_mlp", 4, "cpu", "train", "fp32", (10,), devices=2,
-                settings=dataclasses.replace(FAST, profile=True))
+    case = Case(
+        "torch",
+        "seed_mlp",
+        4,
+        "cpu",
+        "train",
+        "fp32",
+        (10,),
+        devices=2,
+        settings=dataclasses.replace(FAST, profile=True),
+    )
     rec = _worker(case, tmp_path, "run")
     prof = rec["runtime"]["profile"]
     assert prof["available"] is True, prof

@@ -94,8 +94,16 @@ def test_json_flag_prints_records_on_stdout_and_load_gives_a_dataframe(tiny_run)
     assert len(lines) == 16 and all("case" in d and "status" in d for d in lines)
     df = results.load(run_dir_of(tmp / "out"))
     assert len(df) == 16
-    for col in ("case_id", "model", "batch_size", "status", "stats.throughput", "stats.p99",
-                "memory.host_peak_rss_bytes", "samples"):
+    for col in (
+        "case_id",
+        "model",
+        "batch_size",
+        "status",
+        "stats.throughput",
+        "stats.p99",
+        "memory.host_peak_rss_bytes",
+        "samples",
+    ):
         assert col in df.columns
     assert df["case_id"].is_unique
 
@@ -115,8 +123,9 @@ def test_dry_run_lists_cases_and_skips_without_running(tmp_path):
 
 def test_filter_and_strict(tmp_path):
     suite = write(tmp_path / "tiny.yaml", TINY)
-    proc = bb("run", suite, "--filter", "model=seed_mlp,batch_size=1,mode=inference", "--strict",
-              "--out", tmp_path / "out")
+    proc = bb(
+        "run", suite, "--filter", "model=seed_mlp,batch_size=1,mode=inference", "--strict", "--out", tmp_path / "out"
+    )
     recs = results.read_records(run_dir_of(tmp_path / "out"))
     assert {(r.case["model"], r.case["batch_size"], r.case["mode"]) for r in recs} == {("seed_mlp", 1, "inference")}
     assert len(recs) == 2  # cpu and cuda
@@ -128,10 +137,18 @@ def test_filter_and_strict(tmp_path):
 
 def test_worker_logs_reach_the_terminal_only_with_verbose(tmp_path):
     suite = write(tmp_path / "one.yaml", TINY)
-    quiet = bb("run", suite, "--filter", "model=seed_mlp,batch_size=1,mode=inference,device=cpu",
-               "--out", tmp_path / "q")
-    loud = bb("run", suite, "--filter", "model=seed_mlp,batch_size=1,mode=inference,device=cpu",
-              "--out", tmp_path / "v", "--verbose")
+    quiet = bb(
+        "run", suite, "--filter", "model=seed_mlp,batch_size=1,mode=inference,device=cpu", "--out", tmp_path / "q"
+    )
+    loud = bb(
+        "run",
+        suite,
+        "--filter",
+        "model=seed_mlp,batch_size=1,mode=inference,device=cpu",
+        "--out",
+        tmp_path / "v",
+        "--verbose",
+    )
     assert quiet.returncode == loud.returncode == 0, loud.stderr
     assert "benchbench worker pid" not in quiet.stderr
     assert "--- log of" in loud.stderr and "benchbench worker pid" in loud.stderr

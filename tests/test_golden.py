@@ -58,19 +58,36 @@ def _record(model, median=0.01, spread=0.01, n=40, rss=100 * 2**20, status="ok")
     if status != "ok":
         return Record(case=case.to_dict(), status=status, reason="boom", host="h1")
     samples = [median * (1 + spread * ((i * 7) % 11 - 5) / 5) for i in range(n)]
-    return Record(case=case.to_dict(), status="ok", stats=summarize(samples, 1).to_dict(), samples=samples,
-                  memory={"host_peak_rss_bytes": rss}, host="h1",
-                  runtime={"framework": "torch", "device_name": "CPU X", "versions": {"torch": "2.4.0"}})
+    return Record(
+        case=case.to_dict(),
+        status="ok",
+        stats=summarize(samples, 1).to_dict(),
+        samples=samples,
+        memory={"host_peak_rss_bytes": rss},
+        host="h1",
+        runtime={"framework": "torch", "device_name": "CPU X", "versions": {"torch": "2.4.0"}},
+    )
 
 
 def build_runs(root: Path) -> tuple[Path, Path]:
     """Two run directories, ``base`` and ``cand``, with every verdict compare gives: regressed,
     improved, unchanged, inconclusive, new, missing, and a failed base."""
-    base = [_record("seed_mlp"), _record("seed_cnn"), _record("seed_cnn4"), _record("resnet18"),
-            _record("resnet50"), _record("mobilenet_v2", status="failed")]
-    cand = [_record("seed_mlp", median=0.02, rss=150 * 2**20), _record("seed_cnn", median=0.0103),
-            _record("seed_cnn4", median=0.005), _record("resnet18", spread=0.3, n=10),
-            _record("mobilenet_v2"), _record("vit_b_16")]
+    base = [
+        _record("seed_mlp"),
+        _record("seed_cnn"),
+        _record("seed_cnn4"),
+        _record("resnet18"),
+        _record("resnet50"),
+        _record("mobilenet_v2", status="failed"),
+    ]
+    cand = [
+        _record("seed_mlp", median=0.02, rss=150 * 2**20),
+        _record("seed_cnn", median=0.0103),
+        _record("seed_cnn4", median=0.005),
+        _record("resnet18", spread=0.3, n=10),
+        _record("mobilenet_v2"),
+        _record("vit_b_16"),
+    ]
     dirs = []
     for name, records in (("base", base), ("cand", cand)):
         d = root / name
@@ -115,7 +132,8 @@ def test_key_check_flags_removals_renames_and_unlisted_additions():
     golden = {"top": ["a", "b"], "stats": ["median"], "timing": []}
     assert check_keys({"top": ["a", "b"], "stats": ["median"], "timing": []}, golden) == []
     assert check_keys({"top": ["a"], "stats": ["median"], "timing": []}, golden) == [
-        "top: 'b' is gone (removed or renamed): records with it are stored"]
+        "top: 'b' is gone (removed or renamed): records with it are stored"
+    ]
     assert check_keys({"top": ["a", "b"], "stats": ["p50_s"], "timing": ["x"]}, golden) == [
         "stats: 'median' is gone (removed or renamed): records with it are stored",
         "stats: 'p50_s' is new: add it to ADDED_IN_SCHEMA['stats'] if deliberate",

@@ -91,9 +91,11 @@ def test_catalogue_is_dense_sourced_and_in_si(catalogue):
 
 def test_user_file_adds_and_replaces(tmp_path):
     f = tmp_path / "mine.yaml"
-    f.write_text("devices:\n"
-                 "  - {id: nvidia-l4, name: My L4, match: ['\\bL4\\b'], peak_tflops: {fp32: 1}, price_usd: 2000}\n"
-                 "  - {id: my-cpu, name: EPYC 9654, kind: cpu, match: ['EPYC 9654'], peak_tflops: {fp32: 10}}\n")
+    f.write_text(
+        "devices:\n"
+        "  - {id: nvidia-l4, name: My L4, match: ['\\bL4\\b'], peak_tflops: {fp32: 1}, price_usd: 2000}\n"
+        "  - {id: my-cpu, name: EPYC 9654, kind: cpu, match: ['EPYC 9654'], peak_tflops: {fp32: 10}}\n"
+    )
     cat = hw.load_catalogue(env={hw.ENV_VAR: str(f)})
     by_id = {d.id: d for d in cat}
     assert by_id["nvidia-l4"].name == "My L4" and by_id["nvidia-l4"].peak_flops["fp32"] == 1e12
@@ -244,8 +246,10 @@ def test_ridge_point(catalogue):
 
 
 def test_hardware_module_imports_no_framework():
-    code = ("import sys, benchbench.hardware.catalogue as h; h.load_catalogue(); "
-            "print(sorted(m for m in ('torch', 'tensorflow') if m in sys.modules))")
+    code = (
+        "import sys, benchbench.hardware.catalogue as h; h.load_catalogue(); "
+        "print(sorted(m for m in ('torch', 'tensorflow') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -395,8 +399,10 @@ def test_profile_setting_in_a_suite(tmp_path):
     from benchbench.suite.schema import load_suite
 
     f = tmp_path / "s.yaml"
-    f.write_text("name: p\nmatrix: {model: [seed_mlp, seed_cnn], batch_size: [1]}\n"
-                 "defaults: {profile: false}\nmodels: {seed_mlp: {profile: true}}\n")
+    f.write_text(
+        "name: p\nmatrix: {model: [seed_mlp, seed_cnn], batch_size: [1]}\n"
+        "defaults: {profile: false}\nmodels: {seed_mlp: {profile: true}}\n"
+    )
     cases = {c.model: c for c in load_suite(f).cases}
     assert cases["seed_mlp"].settings.profile is True and cases["seed_cnn"].settings.profile is False
     f.write_text("name: p\nmatrix: {model: [seed_mlp], batch_size: [1]}\ndefaults: {profile: 'yes'}\n")
@@ -417,8 +423,9 @@ def test_records_match_only_their_kind_of_device(catalogue):
 
 # --- a suite's own catalogue (top-level catalogue:) ------------------------------------------------
 
-MY_CAT = ("devices:\n"
-          "  - id: my-npu\n    name: My NPU\n    kind: gpu\n    match: ['My NPU']\n    peak_tflops: {bf16: 100}\n")
+MY_CAT = (
+    "devices:\n  - id: my-npu\n    name: My NPU\n    kind: gpu\n    match: ['My NPU']\n    peak_tflops: {bf16: 100}\n"
+)
 SUITE_WITH_CAT = "name: c\nmatrix: {{model: [seed_mlp], batch_size: [1]}}\ncatalogue: {cat}\n"
 
 

@@ -75,8 +75,14 @@ def test_each_misbehaving_model_is_a_failed_record_and_the_suite_goes_on(workdir
 
 def test_strict_exits_non_zero_when_a_case_failed(workdir):
     text = BAD.split("models:\n  bad_models:hanging")[0]
-    suite = write(workdir / "one.yaml", text.replace("  batch_size: [2]", "  batch_size: [2]\nexclude:\n"
-                  + "".join(f"  - {{model: '{m}'}}\n" for m in EXPECTED_REASON if m != "bad_models:raising")))
+    suite = write(
+        workdir / "one.yaml",
+        text.replace(
+            "  batch_size: [2]",
+            "  batch_size: [2]\nexclude:\n"
+            + "".join(f"  - {{model: '{m}'}}\n" for m in EXPECTED_REASON if m != "bad_models:raising"),
+        ),
+    )
     proc = bb("run", suite, "--strict", "--out", workdir / "out", cwd=workdir)
     assert proc.returncode == 1, proc.stderr
     recs = results.read_records(run_dir_of(workdir / "out"))
@@ -106,8 +112,13 @@ models:
 def test_interrupt_keeps_finished_records_and_resume_runs_only_the_rest(workdir, sig):
     suite = write(workdir / "slow.yaml", SLOW)
     out = workdir / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "benchbench", "run", str(suite), "--out", str(out)],
-                            cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchbench", "run", str(suite), "--out", str(out)],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until the first case's record is on disk
         found = list(out.glob("*/*/results.jsonl"))
@@ -132,7 +143,8 @@ def test_interrupt_keeps_finished_records_and_resume_runs_only_the_rest(workdir,
     assert ps.stdout.strip() == ""
     server_log = (run_dir / "logs" / "fork-server-torch.log").read_text()
     pids = [int(w) for line in server_log.splitlines() for w in line.split() if w.isdigit()][:1] + [
-        int(line.split()[3]) for line in server_log.splitlines() if line.startswith("forked worker pid")]
+        int(line.split()[3]) for line in server_log.splitlines() if line.startswith("forked worker pid")
+    ]
     assert len(pids) >= 3  # the server, seed_mlp's worker, the hanging one's
     for pid in pids:
         assert not _alive(pid), (pid, server_log)

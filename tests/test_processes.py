@@ -91,8 +91,18 @@ def test_record_is_plain_json_and_deterministic():
         assert a == b and a.to_dict() == b.to_dict()
         d = json.loads(json.dumps(a.to_dict()))
         assert d == a.to_dict()
-        assert {"processes", "method", "median", "ci95_low", "ci95_high", "rel_ci", "within_rel_ci",
-                "between_rel_sd", "interval_scope", "per_process"} <= d.keys()
+        assert {
+            "processes",
+            "method",
+            "median",
+            "ci95_low",
+            "ci95_high",
+            "rel_ci",
+            "within_rel_ci",
+            "between_rel_sd",
+            "interval_scope",
+            "per_process",
+        } <= d.keys()
         assert d["processes"] == 5 and len(d["per_process"]) == 5
         assert set(d["per_process"][0]) == {"n", "median", "ci95_low", "ci95_high", "rel_ci"}
     rng = random.Random(0)
@@ -135,8 +145,7 @@ def test_auto_decision_rules():
     assert auto_decision(AGREE[:1], 0.05, 10, 30.0, 45.0) == (False, "time budget")
     assert auto_decision(AGREE[:2], 0.05, 2, 2.0, None) == (False, "process cap")
     # one process of 3 samples has no interval at all
-    assert auto_decision([[1.0, 1.1, 0.9]], 0.05, 10, 1.0, None, min_processes=1) == (
-        True, "interval undefined")
+    assert auto_decision([[1.0, 1.1, 0.9]], 0.05, 10, 1.0, None, min_processes=1) == (True, "interval undefined")
 
 
 def simulate(k: int, runs: int, s_between: float, seed: int = 0) -> list[ProcessStats]:
@@ -154,8 +163,9 @@ def simulate(k: int, runs: int, s_between: float, seed: int = 0) -> list[Process
 
 
 def pair_coverage(results: list[ProcessStats]) -> float:
-    inside = sum(a.ci95_low <= b.median <= a.ci95_high
-                 for i, a in enumerate(results) for j, b in enumerate(results) if i != j)
+    inside = sum(
+        a.ci95_low <= b.median <= a.ci95_high for i, a in enumerate(results) for j, b in enumerate(results) if i != j
+    )
     return inside / (len(results) * (len(results) - 1))
 
 
@@ -176,8 +186,7 @@ def test_default_interval_covers_other_runs_medians():
 
 
 def load_calibration():
-    spec = importlib.util.spec_from_file_location("bench_calibration",
-                                                  REPO / "benchmarks" / "bench_calibration.py")
+    spec = importlib.util.spec_from_file_location("bench_calibration", REPO / "benchmarks" / "bench_calibration.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules["bench_calibration"] = mod
     spec.loader.exec_module(mod)
@@ -194,19 +203,26 @@ def write_run(root: Path, name: str, lines: list[str], wall: bool = True) -> Pat
     d.mkdir()
     (d / "results.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     if wall:
-        (d / "run.json").write_text(json.dumps({"created_at": "2026-01-01T00:00:00+00:00",
-                                                "updated_at": "2026-01-01T00:01:30+00:00"}))
+        (d / "run.json").write_text(
+            json.dumps({"created_at": "2026-01-01T00:00:00+00:00", "updated_at": "2026-01-01T00:01:30+00:00"})
+        )
     return d
 
 
 def test_calibration_analysis_by_hand(tmp_path, capsys):
     cal = load_calibration()
-    r1 = write_run(tmp_path, "r1", [rec("a", 1.00, 0.98, 1.02), rec("b", 2.0, 1.8, 2.2),
-                                    rec("c", 5.0, 4.0, 6.0), rec("f", 1.0, None, None, "failed")])
-    r2 = write_run(tmp_path, "r2", [rec("a", 1.01, 0.99, 1.03), rec("b", 2.1, 1.95, 2.25),
-                                    rec("n", 3.0, None, None)])
-    r3 = write_run(tmp_path, "r3", [rec("a", 1.05, 1.03, 1.07), rec("b", 2.3, 2.05, 2.55),
-                                    '{"torn'], wall=False)
+    r1 = write_run(
+        tmp_path,
+        "r1",
+        [
+            rec("a", 1.00, 0.98, 1.02),
+            rec("b", 2.0, 1.8, 2.2),
+            rec("c", 5.0, 4.0, 6.0),
+            rec("f", 1.0, None, None, "failed"),
+        ],
+    )
+    r2 = write_run(tmp_path, "r2", [rec("a", 1.01, 0.99, 1.03), rec("b", 2.1, 1.95, 2.25), rec("n", 3.0, None, None)])
+    r3 = write_run(tmp_path, "r3", [rec("a", 1.05, 1.03, 1.07), rec("b", 2.3, 2.05, 2.55), '{"torn'], wall=False)
     cases = cal.analyse([cal.read_run(d) for d in (r1, r2, r3)])
     assert [c.case_id for c in cases] == ["a", "b"]  # c: one run only; f failed; n no interval
     a, b = cases

@@ -75,14 +75,21 @@ def _table(rows):
 def test_tf_op_rows_sum_per_op_type_and_leave_idle_out():
     from benchbench.backends.tf_profile import logdir_for, op_rows, trace_counts  # imports no TensorFlow
 
-    rows = [("Host", "Conv2D", "a/conv", 3, 600.0, 0.5, 0.0), ("Host", "Conv2D", "b/conv", 3, 300.0, 0.25, 0.0),
-            ("Host", "Relu", "a/relu", 3, 300.0, 0.25, 0.0), ("Device", "Conv2D", "a/conv", 3, 90.0, 0.0, 0.9)]
+    rows = [
+        ("Host", "Conv2D", "a/conv", 3, 600.0, 0.5, 0.0),
+        ("Host", "Conv2D", "b/conv", 3, 300.0, 0.25, 0.0),
+        ("Host", "Relu", "a/relu", 3, 300.0, 0.25, 0.0),
+        ("Device", "Conv2D", "a/conv", 3, 90.0, 0.0, 0.9),
+    ]
     with_idle = _table([("Host", "IDLE", "IDLE", 0, 5000.0, 0.8, 0.0), *rows])
     got = op_rows([with_idle, _table(rows)], "Host")  # the table without IDLE is used
-    assert got == [{"op": "Conv2D", "calls": 6, "self_s": pytest.approx(900e-6), "share": pytest.approx(0.75)},
-                   {"op": "Relu", "calls": 3, "self_s": pytest.approx(300e-6), "share": pytest.approx(0.25)}]
+    assert got == [
+        {"op": "Conv2D", "calls": 6, "self_s": pytest.approx(900e-6), "share": pytest.approx(0.75)},
+        {"op": "Relu", "calls": 3, "self_s": pytest.approx(300e-6), "share": pytest.approx(0.25)},
+    ]
     assert op_rows([_table(rows)], "Device") == [
-        {"op": "Conv2D", "calls": 3, "self_s": pytest.approx(90e-6), "share": pytest.approx(0.9)}]
+        {"op": "Conv2D", "calls": 3, "self_s": pytest.approx(90e-6), "share": pytest.approx(0.9)}
+    ]
     assert op_rows([_table(rows)], "Host", top=1)[0]["op"] == "Conv2D"
     trace = json.dumps({"traceEvents": [{"ph": "X", "name": "Conv2D"}, {"ph": "X", "name": "Conv2D"},
                                         {"ph": "M", "name": "Conv2D"}, {"ph": "X", "name": "Relu"}]})  # fmt: skip
@@ -158,7 +165,9 @@ def _run(tmp_path, profile):
     rec = Record(case={"framework": "tensorflow", "model": "m<x>", "batch_size": 4, "device": "cpu",
                        "mode": "inference", "variant": "fp32", "case_id": "abc123"},
                  status="ok", runtime={"profile": profile})  # fmt: skip
-    return Run(run_id=tmp_path.name, suite=None, created_at=None, records=[rec], environment={"host": "box"}, path=tmp_path)
+    return Run(
+        run_id=tmp_path.name, suite=None, created_at=None, records=[rec], environment={"host": "box"}, path=tmp_path
+    )
 
 
 def test_report_section_lists_top_ops_escaped(tmp_path):
@@ -185,9 +194,17 @@ def test_report_section_lists_top_ops_escaped(tmp_path):
 
 
 def _profiled_record(trace_dir: Path, case_id: str = "abc123") -> Record:
-    return Record(case={"case_id": case_id}, status="ok",
-                  runtime={"profile": {"available": True, "trace": str(trace_dir / f"{case_id}.trace.json"),
-                                       "xspace": str(trace_dir / f"{case_id}.tfprofile/plugins/p/h.xplane.pb")}})
+    return Record(
+        case={"case_id": case_id},
+        status="ok",
+        runtime={
+            "profile": {
+                "available": True,
+                "trace": str(trace_dir / f"{case_id}.trace.json"),
+                "xspace": str(trace_dir / f"{case_id}.tfprofile/plugins/p/h.xplane.pb"),
+            }
+        },
+    )
 
 
 def test_pack_and_land_move_a_cases_files_into_the_run_dir(tmp_path):

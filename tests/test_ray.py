@@ -29,8 +29,10 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'benc
 
 PORT = 6379  # inside the cluster's own network namespace: never taken
 ADDRESS = f"127.0.0.1:{PORT}"
-RAY_ENV = {"RAY_AUTH_MODE": "disabled",  # loopback only: nothing outside the namespace can reach it
-           "RAY_USAGE_STATS_ENABLED": "0"}
+RAY_ENV = {
+    "RAY_AUTH_MODE": "disabled",  # loopback only: nothing outside the namespace can reach it
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
 
 RAY_MODELS = '''\
 """Models that kill the process that started their worker (a Ray worker), as a lost node would."""
@@ -87,8 +89,17 @@ class Cluster:
     def __init__(self):
         self.temp = tempfile.mkdtemp(prefix="bbray")  # short: Ray's socket paths must stay < 108 bytes
         self.root = os.geteuid() == 0
-        cmd = ["unshare", *([] if self.root else ["--map-root-user"]), "--net", "--pid", "--fork",
-               "--mount-proc", "sh", "-c", "ip link set lo up && echo up && exec sleep 100000"]
+        cmd = [
+            "unshare",
+            *([] if self.root else ["--map-root-user"]),
+            "--net",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "sh",
+            "-c",
+            "ip link set lo up && echo up && exec sleep 100000",
+        ]
         self.holder = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.holder.stdout.readline().strip()
         if line != "up":
@@ -109,20 +120,47 @@ class Cluster:
 
     def enter(self, cwd) -> list[str]:
         """The prefix that runs a command inside the cluster's namespaces, in ``cwd``."""
-        return ["nsenter", "-t", str(self.init_pid), *([] if self.root else ["-U", "--preserve-credentials"]),
-                "-n", "-p", "-m", f"--wd={cwd}"]
+        return [
+            "nsenter",
+            "-t",
+            str(self.init_pid),
+            *([] if self.root else ["-U", "--preserve-credentials"]),
+            "-n",
+            "-p",
+            "-m",
+            f"--wd={cwd}",
+        ]
 
     def ray_start(self, *args, timeout=120):
         ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
-        proc = subprocess.run([*self.enter(self.temp), ray_bin, "start", "--node-ip-address", "127.0.0.1",
-                               "--disable-usage-stats", "--temp-dir", self.temp, *args],
-                              capture_output=True, text=True, timeout=timeout, env=self.env)
+        proc = subprocess.run(
+            [
+                *self.enter(self.temp),
+                ray_bin,
+                "start",
+                "--node-ip-address",
+                "127.0.0.1",
+                "--disable-usage-stats",
+                "--temp-dir",
+                self.temp,
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
     def bb(self, *args, cwd, timeout=300):
         """The real CLI inside the cluster's namespaces."""
-        return subprocess.run([*self.enter(cwd), sys.executable, "-m", "benchbench", *map(str, args)],
-                              capture_output=True, text=True, timeout=timeout, env=self.env)
+        return subprocess.run(
+            [*self.enter(cwd), sys.executable, "-m", "benchbench", *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+        )
 
     def close(self):
         try:
@@ -164,8 +202,13 @@ def records(out):
 def test_local_and_ray_run_the_same_case_set(cluster, raydir):
     s = suite(raydir, "same", ["seed_mlp"], [1, 2])
     # the local run goes alongside (only the case sets are compared, not the numbers)
-    local = subprocess.Popen([sys.executable, "-m", "benchbench", "run", str(s), "--out", str(raydir / "local")],
-                             cwd=raydir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    local = subprocess.Popen(
+        [sys.executable, "-m", "benchbench", "run", str(s), "--out", str(raydir / "local")],
+        cwd=raydir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     viaray = cluster.bb("run", s, "--out", raydir / "ray", "--executor", "ray", "--address", ADDRESS, cwd=raydir)
     assert local.wait(timeout=300) == 0, local.stderr.read()
     assert viaray.returncode == 0, viaray.stderr
@@ -193,13 +236,19 @@ def test_a_worker_killed_mid_case_is_a_failed_record_and_the_rest_complete(clust
 
 
 def test_retry_lost_and_placement_by_a_per_case_resource_on_a_second_node(cluster, raydir):
-    cluster.ray_start("--address", ADDRESS, "--num-cpus", "1", "--resources", '{"special": 1}',
-                      "--dashboard-agent-listen-port", "0")
+    cluster.ray_start(
+        "--address", ADDRESS, "--num-cpus", "1", "--resources", '{"special": 1}', "--dashboard-agent-listen-port", "0"
+    )
     # the suite's per-model resources: only the second node offers "special"
-    s = suite(raydir, "once", ["ray_models:kill_parent_once"],
-              extra='models:\n  "ray_models:kill_parent_once": {resources: {custom: {special: 1}}}\n')
-    proc = cluster.bb("run", s, "--out", raydir / "out", "--executor", "ray", "--address", ADDRESS,
-                      "--retry-lost", cwd=raydir)
+    s = suite(
+        raydir,
+        "once",
+        ["ray_models:kill_parent_once"],
+        extra='models:\n  "ray_models:kill_parent_once": {resources: {custom: {special: 1}}}\n',
+    )
+    proc = cluster.bb(
+        "run", s, "--out", raydir / "out", "--executor", "ray", "--address", ADDRESS, "--retry-lost", cwd=raydir
+    )
     assert proc.returncode == 0, proc.stderr
     assert (raydir / "ray_models.killed").exists()  # the first attempt was lost
     [rec] = records(raydir / "out")
@@ -222,14 +271,38 @@ def test_ray_options_are_checked_before_anything_runs(workdir):
 
 
 def test_ctrl_c_cancels_what_remains_and_keeps_what_finished(cluster, raydir):
-    s = suite(raydir, "intr", ["seed_mlp", "ray_models:slow"], [1, 2],
-              extra="exclude:\n  - {model: seed_mlp, batch_size: 2}\n")
+    s = suite(
+        raydir,
+        "intr",
+        ["seed_mlp", "ray_models:slow"],
+        [1, 2],
+        extra="exclude:\n  - {model: seed_mlp, batch_size: 2}\n",
+    )
     out = raydir / "out"
     err_path = raydir / "stderr.txt"  # a file, not a pipe: Ray's warnings could fill a pipe nobody reads yet
     with open(err_path, "w") as err:
-        nsenter = subprocess.Popen([*cluster.enter(raydir), sys.executable, "-X", "faulthandler", "-m", "benchbench",
-                                    "run", str(s), "--out", str(out), "--executor", "ray", "--address", ADDRESS],
-                                   stdout=subprocess.DEVNULL, stderr=err, text=True, env=cluster.env)
+        nsenter = subprocess.Popen(
+            [
+                *cluster.enter(raydir),
+                sys.executable,
+                "-X",
+                "faulthandler",
+                "-m",
+                "benchbench",
+                "run",
+                str(s),
+                "--out",
+                str(out),
+                "--executor",
+                "ray",
+                "--address",
+                ADDRESS,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+            env=cluster.env,
+        )
     try:
         deadline = time.monotonic() + 180
         jsonl = None
@@ -241,8 +314,9 @@ def test_ctrl_c_cancels_what_remains_and_keeps_what_finished(cluster, raydir):
             assert nsenter.poll() is None, err_path.read_text()
             time.sleep(0.2)
         assert jsonl is not None, "the fast case never finished"
-        [cli] = [p for p in psutil.Process(nsenter.pid).children(recursive=True)
-                 if "benchbench" in " ".join(p.cmdline())]
+        [cli] = [
+            p for p in psutil.Process(nsenter.pid).children(recursive=True) if "benchbench" in " ".join(p.cmdline())
+        ]
         cli.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends
         try:
             code = nsenter.wait(timeout=150)
@@ -264,6 +338,7 @@ def test_ctrl_c_cancels_what_remains_and_keeps_what_finished(cluster, raydir):
     assert info["status"] == "incomplete" and sorted(info["missing"]) == sorted(slow_ids) and len(slow_ids) == 2
     deadline = time.monotonic() + 30  # the slow workers that had started are killed, not left running
     pids = [int(p.name) for p in (raydir / "slow_pids").glob("*")]
+
     def alive(pid):
         try:
             return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -281,13 +356,23 @@ def test_resources_a_case_asks_ray_for():
     from benchbench.case import Case, Settings
     from benchbench.executors.ray import case_resources, whole_node_cpus
 
-    nodes = [{"Alive": True, "Resources": {"CPU": 8.0}}, {"Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}},
-             {"Alive": False, "Resources": {"CPU": 1.0}}]
+    nodes = [
+        {"Alive": True, "Resources": {"CPU": 8.0}},
+        {"Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}},
+        {"Alive": False, "Resources": {"CPU": 1.0}},
+    ]
     assert whole_node_cpus(nodes) == 4.0
     cpu = Case("torch", "seed_mlp", 1, "cpu", "inference", "fp32", (10,))
     assert case_resources(cpu, None, whole_node_cpus(nodes))["num_cpus"] == 4.0  # threads: all → a whole node
     assert case_resources(replace(cpu, threads=2, devices=2))["num_cpus"] == 4  # per rank
-    gpu = replace(cpu, device="cuda", devices=2, settings=Settings(
-        resources={"num_cpus": 3, "accelerator_type": "A100", "custom": {"tpu_host": 1}}))
+    gpu = replace(
+        cpu,
+        device="cuda",
+        devices=2,
+        settings=Settings(resources={"num_cpus": 3, "accelerator_type": "A100", "custom": {"tpu_host": 1}}),
+    )
     assert case_resources(gpu, {"special": 1}) == {
-        "num_cpus": 3, "num_gpus": 2, "resources": {"accelerator_type:A100": 0.001, "tpu_host": 1, "special": 1}}
+        "num_cpus": 3,
+        "num_gpus": 2,
+        "resources": {"accelerator_type:A100": 0.001, "tpu_host": 1, "special": 1},
+    }

@@ -19,8 +19,17 @@ from conftest import bb, write
 
 XSS = "<script>alert(1)</script>"
 XSS_REASON = "<img src=x onerror=alert(2)>"
-SECTION_IDS = ("summary", "throughput", "latency", "scaling", "frameworks", "memory", "energy", "failures",
-               "environment")
+SECTION_IDS = (
+    "summary",
+    "throughput",
+    "latency",
+    "scaling",
+    "frameworks",
+    "memory",
+    "energy",
+    "failures",
+    "environment",
+)
 
 
 def sections_of(text: str) -> set[str]:
@@ -35,12 +44,27 @@ def figures_of(text: str) -> list[dict]:
 def mixed_records(host="host-a", speed=1.0):
     """Two models × batch 1, 4, 8 × inference/train, a failed and a skipped case, and a
     model whose name is a script tag."""
-    recs = [make_record(m, b, mode=mode, host=host, speed=speed)
-            for m in ("seed_mlp", "resnet18") for b in (1, 4, 8) for mode in ("inference", "train")]
-    recs.append(make_record("resnet18", 64, mode="train", status="failed", host=host,
-                            reason="out of memory: worker RSS 3 GiB exceeded the memory limit 2 GiB"))
-    recs.append(make_record("seed_cnn", 8, device="cuda", status="skipped", host=host,
-                            reason="cuda: no CUDA GPU visible to PyTorch"))
+    recs = [
+        make_record(m, b, mode=mode, host=host, speed=speed)
+        for m in ("seed_mlp", "resnet18")
+        for b in (1, 4, 8)
+        for mode in ("inference", "train")
+    ]
+    recs.append(
+        make_record(
+            "resnet18",
+            64,
+            mode="train",
+            status="failed",
+            host=host,
+            reason="out of memory: worker RSS 3 GiB exceeded the memory limit 2 GiB",
+        )
+    )
+    recs.append(
+        make_record(
+            "seed_cnn", 8, device="cuda", status="skipped", host=host, reason="cuda: no CUDA GPU visible to PyTorch"
+        )
+    )
     recs.append(make_record(XSS, 2, host=host))
     recs.append(make_record(XSS, 4, status="failed", reason=XSS_REASON, host=host))
     return recs
@@ -63,7 +87,7 @@ def test_a_full_report_has_every_section_with_data_and_plotly_once(run_dir):
     assert text.count(bundle[:2000]) == 1 and text.count(bundle[-2000:]) == 1
     assert len(re.findall(r"<script\b", text)) == 3  # the bundle, the figure data, the page's own script
     assert "plotly.js v" in text
-    assert not re.search(r'<(?:script|link|img|iframe)[^>]+(?:src|href)=', text)  # nothing fetched
+    assert not re.search(r"<(?:script|link|img|iframe)[^>]+(?:src|href)=", text)  # nothing fetched
     figs = figures_of(text)
     assert len(figs) == len(re.findall(r'<div class="fig" id="fig-', text)) >= 6
     for f in figs:  # units in every axis title
@@ -98,8 +122,12 @@ def test_sections_without_data_are_left_out(tmp_path):
 
 
 def test_two_frameworks_get_a_comparison_and_fixed_colours(tmp_path):
-    recs = [make_record("resnet18", b, framework=fw, variant=v)
-            for fw in ("torch", "tensorflow") for b in (1, 8) for v in ("fp32", "fp16")]
+    recs = [
+        make_record("resnet18", b, framework=fw, variant=v)
+        for fw in ("torch", "tensorflow")
+        for b in (1, 8)
+        for v in ("fp32", "fp16")
+    ]
     text = build_report([write_run(tmp_path / "r", recs)]).read_text(encoding="utf-8")
     assert "frameworks" in sections_of(text)
     figs = {f["id"]: f["fig"] for f in figures_of(text)}
@@ -140,8 +168,12 @@ def test_throughput_is_median_based_with_honest_ci_bounds(run_dir):
 
 def test_several_runs_and_machines_merge(tmp_path, monkeypatch):
     a = write_run(tmp_path / "a" / "run-a", mixed_records("host-a"), suite="mixed", env=environment("host-a"))
-    b = write_run(tmp_path / "b" / "run-b", mixed_records("host-b", speed=2.0), suite="other",
-                  env=environment("host-b", gpu="NVIDIA H100"))
+    b = write_run(
+        tmp_path / "b" / "run-b",
+        mixed_records("host-b", speed=2.0),
+        suite="other",
+        env=environment("host-b", gpu="NVIDIA H100"),
+    )
     monkeypatch.chdir(tmp_path)
     assert default_out([a]) == a / "report.html"
     assert default_out([a, b]) == Path("report.html")
@@ -202,16 +234,20 @@ def test_cli_report(run_dir, tmp_path):
 
 def _cli_without(module: str, *argv) -> subprocess.CompletedProcess:
     """The real CLI in a subprocess where ``import module`` fails, as if not installed."""
-    code = (f"import sys; sys.modules[{module!r}] = None; from benchbench.cli import main; "
-            f"sys.exit(main({[str(a) for a in argv]!r}))")
+    code = (
+        f"import sys; sys.modules[{module!r}] = None; from benchbench.cli import main; "
+        f"sys.exit(main({[str(a) for a in argv]!r}))"
+    )
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
 
 
 def test_format_without_kaleido_is_one_line_and_exit_2(run_dir, tmp_path):
     proc = _cli_without("kaleido", "report", run_dir, "-o", tmp_path / "r.html", "--format", "png")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("error: --format png: static figures need kaleido and a Chrome/Chromium; "
-                                   "kaleido is not installed (pip install kaleido)")
+    assert proc.stderr.strip() == (
+        "error: --format png: static figures need kaleido and a Chrome/Chromium; "
+        "kaleido is not installed (pip install kaleido)"
+    )
     assert not (tmp_path / "r.html").exists()  # refused before anything is written
 
 
@@ -272,5 +308,6 @@ def test_a_run_writes_its_report_and_a_report_failure_keeps_the_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert [ln for ln in proc.stderr.splitlines() if ln.startswith("report not written")] == [
         f"report not written (UserError: report: plotly is not installed (pip install plotly)); "
-        f"try again: benchbench report {run}"]
+        f"try again: benchbench report {run}"
+    ]
     assert not report.exists()

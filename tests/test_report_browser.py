@@ -15,8 +15,16 @@ from benchbench.report import build_report
 from benchbench.report.synthetic import make_record, write_run
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 XSS = "<script>alert(1)</script>"
 
 if not os.access(CHROMIUM, os.X_OK):
@@ -27,20 +35,30 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
-    recs = [make_record(m, b, mode=mode, variant=v, framework=fw)
-            for m in ("seed_cnn", "resnet18") for b in (1, 4, 16) for mode in ("inference", "train")
-            for v in ("fp32", "fp16") for fw in ("torch",)]
+    recs = [
+        make_record(m, b, mode=mode, variant=v, framework=fw)
+        for m in ("seed_cnn", "resnet18")
+        for b in (1, 4, 16)
+        for mode in ("inference", "train")
+        for v in ("fp32", "fp16")
+        for fw in ("torch",)
+    ]
     recs += [make_record("resnet18", 4, framework="tensorflow", variant=v) for v in ("fp32", "fp16")]
-    recs += [make_record("resnet18", 4, device="cuda", mode="train"),
-             make_record("seed_cnn", 1, device="cuda", status="skipped", reason="cuda: no CUDA GPU visible"),
-             make_record("resnet18", 64, mode="train", status="failed", reason="out of memory: <b>3 GiB</b>"),
-             make_record(XSS, 2), make_record(XSS, 4, status="failed", reason="<img src=x onerror=alert(2)>")]
+    recs += [
+        make_record("resnet18", 4, device="cuda", mode="train"),
+        make_record("seed_cnn", 1, device="cuda", status="skipped", reason="cuda: no CUDA GPU visible"),
+        make_record("resnet18", 64, mode="train", status="failed", reason="out of memory: <b>3 GiB</b>"),
+        make_record(XSS, 2),
+        make_record(XSS, 4, status="failed", reason="<img src=x onerror=alert(2)>"),
+    ]
     run = write_run(tmp / "run", recs, suite="<i>suite</i>")
     # three earlier nights of one case in a history store: the report's History section
     from benchbench.history import store as st
 
-    nights = [write_run(tmp / f"night{i}", [make_record("seed_cnn", 1, speed=speed)])
-              for i, speed in enumerate((1.0, 1.02, 0.97))]
+    nights = [
+        write_run(tmp / f"night{i}", [make_record("seed_cnn", 1, speed=speed)])
+        for i, speed in enumerate((1.0, 1.02, 0.97))
+    ]
     url = f"sqlite:///{tmp}/history.db"
     s = st.Store(url)
     try:
@@ -54,8 +72,11 @@ def report(tmp_path_factory):
 def browser(tmp_path_factory):
     with sync_api.sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, args=ARGS,
-            headless=True, viewport={"width": 1280, "height": 900},
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=CHROMIUM,
+            args=ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 900},
         )
         yield ctx
         ctx.close()
@@ -74,8 +95,8 @@ class Watched:
         self.page.on("dialog", self._dialog)
         self.page.goto(url)
         self.page.wait_for_function(
-            "() => [...document.querySelectorAll('.fig')].every(f => f.querySelector('.main-svg'))",
-            timeout=60_000)
+            "() => [...document.querySelectorAll('.fig')].every(f => f.querySelector('.main-svg'))", timeout=60_000
+        )
 
     def _dialog(self, dialog):
         self.dialogs.append(dialog.message)
@@ -94,11 +115,16 @@ def test_loads_offline_without_errors_and_every_figure_renders(loaded, report):
     figs = page.locator(".fig")
     assert figs.count() >= 8
     assert page.eval_on_selector_all(".fig", "els => els.filter(e => !e.querySelector('.main-svg')).length") == 0
-    assert page.eval_on_selector_all(".fig", "els => els.filter(e => e.querySelector('.main-svg')"
-                                             ".getBoundingClientRect().width < 200).length") == 0
+    assert (
+        page.eval_on_selector_all(
+            ".fig", "els => els.filter(e => e.querySelector('.main-svg').getBoundingClientRect().width < 200).length"
+        )
+        == 0
+    )
     # every trace of every figure is drawn (a trace Plotly cannot place leaves its layer empty)
-    drawn = page.eval_on_selector_all(".fig", "els => els.map(e => [e.id, e.data.length, "
-                                              "e.querySelectorAll('g.trace').length])")
+    drawn = page.eval_on_selector_all(
+        ".fig", "els => els.map(e => [e.id, e.data.length, e.querySelectorAll('g.trace').length])"
+    )
     assert all(n_data == n_drawn and n_data > 0 for _, n_data, n_drawn in drawn), drawn
     assert page.locator("section#latency g.trace.boxes path.box").count() > 0
     # offline: no "share chart" (upload) button in any modebar
@@ -118,7 +144,8 @@ def test_clicking_a_header_sorts_the_rows(loaded):
 
     def column():
         return page.eval_on_selector_all(
-            "#bb-summary tbody tr", f"rows => rows.map(r => Number(r.cells[{col}].dataset.v))")
+            "#bb-summary tbody tr", f"rows => rows.map(r => Number(r.cells[{col}].dataset.v))"
+        )
 
     before = column()
     head.click()
@@ -140,8 +167,10 @@ def test_the_filter_box_filters(loaded):
     box.fill("resnet18 train")
     visible = page.eval_on_selector_all("#bb-summary tbody tr:not([hidden])", "rows => rows.map(r => r.textContent)")
     assert visible and all("resnet18" in t and "train" in t for t in visible)
-    assert page.locator("#bb-count").inner_text() == f"{len(visible)} of " \
+    assert (
+        page.locator("#bb-count").inner_text() == f"{len(visible)} of "
         f"{page.locator('#bb-summary tbody tr').count()} cases"
+    )
     box.fill("")
     assert page.locator("#bb-summary tbody tr[hidden]").count() == 0
 
@@ -172,8 +201,19 @@ def test_hover_shows_the_whole_case(loaded):
     label.first.wait_for(timeout=5000)
     text = label.first.text_content()
     # the first bar is the case whose model name is the payload: shown as text here too
-    for word in (XSS, "torch · fp32 · inference", "batch 2", "device cpu", "machine bench-host", "case ",
-                 "throughput at median", "samples/s", "p99", "speed-up vs baseline", "host peak RSS"):
+    for word in (
+        XSS,
+        "torch · fp32 · inference",
+        "batch 2",
+        "device cpu",
+        "machine bench-host",
+        "case ",
+        "throughput at median",
+        "samples/s",
+        "p99",
+        "speed-up vs baseline",
+        "host peak RSS",
+    ):
         assert word in text, text
 
 

@@ -56,7 +56,7 @@ def test_gpu_energy_is_drawn_per_sample_with_its_source_and_in_the_summary(tmp_p
     assert f"CPU packages (RAPL): unavailable in 3 cases — {NO_RAPL}" in sec
     summary = re.search(r'<table id="bb-summary".*?</table>', text, re.S).group(0)
     assert "J/sample" in summary and summary.count('title="source: nvml-energy-counter"') == 2
-    assert summary.count("title=\"unavailable: " + NO_RAPL) == 1  # the CPU case: n/a, not 0
+    assert summary.count('title="unavailable: ' + NO_RAPL) == 1  # the CPU case: n/a, not 0
 
 
 def test_records_without_telemetry_have_no_energy_section(tmp_path):

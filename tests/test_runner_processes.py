@@ -39,13 +39,22 @@ class FakeExecutor:
                 yield Record(case=case.to_dict(), status="failed", reason=reason)
                 continue
             xs = self.samples(case, i)
-            yield Record(case=case.to_dict(), status="ok", samples=xs,
-                         stats={"median": sorted(xs)[len(xs) // 2]},
-                         timing={"timed_wall_s": sum(xs), "iterations": len(xs), "block_size": 1,
-                                 "stop_reason": "ci_target_met"},
-                         memory={"host_peak_rss_bytes": 100 * i}, model={"params": 7} if i == 1 else {},
-                         runtime={"worker": {"pid": 1000 + i, "start_method": "forkserver"}},
-                         duration_s=sum(xs) + 1.0)  # 1 s of start-up and warm-up
+            yield Record(
+                case=case.to_dict(),
+                status="ok",
+                samples=xs,
+                stats={"median": sorted(xs)[len(xs) // 2]},
+                timing={
+                    "timed_wall_s": sum(xs),
+                    "iterations": len(xs),
+                    "block_size": 1,
+                    "stop_reason": "ci_target_met",
+                },
+                memory={"host_peak_rss_bytes": 100 * i},
+                model={"params": 7} if i == 1 else {},
+                runtime={"worker": {"pid": 1000 + i, "start_method": "forkserver"}},
+                duration_s=sum(xs) + 1.0,
+            )  # 1 s of start-up and warm-up
 
     def close(self):
         pass
@@ -113,10 +122,15 @@ def test_auto_stops_on_the_target_the_cap_or_the_budget(tmp_path):
 
 def test_interval_widens_when_processes_disagree(tmp_path):
     suite = _suite("processes: 5", models="[seed_mlp]")
-    agree = runner.run(suite, list(suite.cases), tmp_path / "a",
-                       executor=FakeExecutor(lambda c, i: _flat(spread=0.01))).records[0]
-    apart = runner.run(suite, list(suite.cases), tmp_path / "b",
-                       executor=FakeExecutor(lambda c, i: _flat(level=1 + 0.05 * (i - 3), spread=0.01))).records[0]
+    agree = runner.run(
+        suite, list(suite.cases), tmp_path / "a", executor=FakeExecutor(lambda c, i: _flat(spread=0.01))
+    ).records[0]
+    apart = runner.run(
+        suite,
+        list(suite.cases),
+        tmp_path / "b",
+        executor=FakeExecutor(lambda c, i: _flat(level=1 + 0.05 * (i - 3), spread=0.01)),
+    ).records[0]
     assert apart.stats["rel_ci"] > 3 * agree.stats["rel_ci"]
     assert apart.processes["between_rel_sd"] > 0.03
 
@@ -129,7 +143,9 @@ def test_one_process_says_its_interval_is_within_process(tmp_path):
 
 def test_a_failed_process_fails_the_case_and_the_suite_goes_on(tmp_path):
     suite = _suite("processes: 3")
-    ex = FakeExecutor(lambda c, i: _flat(), fail=lambda c, i: "worker crashed: SIGSEGV" if (c.model, i) == ("seed_cnn", 2) else None)
+    ex = FakeExecutor(
+        lambda c, i: _flat(), fail=lambda c, i: "worker crashed: SIGSEGV" if (c.model, i) == ("seed_cnn", 2) else None
+    )
     res = runner.run(suite, list(suite.cases), tmp_path / "run", executor=ex)
     by = {r.case["model"]: r for r in res.records}
     assert by["seed_cnn"].status == "failed" and by["seed_cnn"].reason == "worker crashed: SIGSEGV"
@@ -171,8 +187,15 @@ def test_a_skipped_case_is_one_skipped_record(tmp_path):
 
 def test_combined_record_round_trips_and_keeps_process_samples_in_order():
     case = _suite("processes: 2", models="[seed_mlp]").cases[0]
-    recs = [Record(case=case.to_dict(), status="ok", samples=[float(i)] * 10,
-                   timing={"timed_wall_s": 1.0, "iterations": 10, "block_size": 1}) for i in (1, 2)]
+    recs = [
+        Record(
+            case=case.to_dict(),
+            status="ok",
+            samples=[float(i)] * 10,
+            timing={"timed_wall_s": 1.0, "iterations": 10, "block_size": 1},
+        )
+        for i in (1, 2)
+    ]
     rec = combine.combine_records(case, recs, "fixed: 2 processes")
     assert rec.samples == [1.0] * 10 + [2.0] * 10
     assert [p["n"] for p in rec.processes["per_process"]] == [10, 10]

@@ -24,6 +24,7 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 # --- a throw-away PostgreSQL server --------------------------------------------------------
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -39,22 +40,43 @@ def pg_url():
     root = Path(tempfile.mkdtemp(prefix="bb-pg-"))
     data = root / "data"
     as_postgres = os.geteuid() == 0
-    run = (lambda cmd: subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True,
-                                      capture_output=True, text=True)) if as_postgres else (
-        lambda cmd: subprocess.run(cmd, check=True, capture_output=True, text=True))
+    run = (
+        (
+            lambda cmd: subprocess.run(
+                ["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True, text=True
+            )
+        )
+        if as_postgres
+        else (lambda cmd: subprocess.run(cmd, check=True, capture_output=True, text=True))
+    )
     if as_postgres:
         shutil.chown(root, "postgres", "postgres")
     port = _free_port()
     run([str(PG_BIN / "initdb"), "-A", "trust", "-U", "postgres", "-D", str(data)])
-    run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60",
-         "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off", "start"])
+    run(
+        [
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(root / "log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off",
+            "start",
+        ]
+    )
     try:
         run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "bench"])
         yield f"postgresql://postgres@127.0.0.1:{port}/bench"
     finally:
-        subprocess.run((["runuser", "-u", "postgres", "--"] if as_postgres else [])
-                       + [str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            (["runuser", "-u", "postgres", "--"] if as_postgres else [])
+            + [str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -79,13 +101,20 @@ def url(request, tmp_path):
 
 # --- records made here, no benchmark runs --------------------------------------------------
 
+
 def record(model="seed_mlp", batch=1, median=0.01, host="h1", device_name="CPU X", torch="2.4.0", n=20) -> Record:
     case = Case("torch", model, batch, "cpu", "inference", "fp32", (10,))
     samples = [median * (1 + 0.01 * ((i * 7) % 11 - 5) / 5) for i in range(n)]
-    return Record(case=case.to_dict(), status="ok", stats=summarize(samples, batch).to_dict(), samples=samples,
-                  memory={"host_peak_rss_bytes": 100 * 2**20}, host=host,
-                  runtime={"framework": "torch", "device_name": device_name, "versions": {"torch": torch}},
-                  started_at="2026-01-01T00:00:00+00:00")
+    return Record(
+        case=case.to_dict(),
+        status="ok",
+        stats=summarize(samples, batch).to_dict(),
+        samples=samples,
+        memory={"host_peak_rss_bytes": 100 * 2**20},
+        host=host,
+        runtime={"framework": "torch", "device_name": device_name, "versions": {"torch": torch}},
+        started_at="2026-01-01T00:00:00+00:00",
+    )
 
 
 def env(host="h1", ram=16 * 2**30, commit="abc1234def"):
@@ -107,6 +136,7 @@ def write_run_dir(root: Path, run_id: str, records, created_at="2026-01-01T00:00
 
 
 # --- tests ----------------------------------------------------------------------------------
+
 
 def test_schema_is_created_and_versioned_on_first_use(url):
     s = st.Store(url)
@@ -142,8 +172,10 @@ def test_a_schema_1_store_is_migrated_and_its_energy_filled_in(url):
     with s.engine.connect() as c:
         assert c.exec_driver_sql("SELECT version FROM schema_version").scalars().all() == [2]
         got = c.exec_driver_sql("SELECT label, energy_j_per_sample FROM records ORDER BY label").all()
-    assert [tuple(x) for x in got] == [("torch/seed_cnn/bs1/cpu/inference/fp32", None),
-                                       ("torch/seed_mlp/bs1/cpu/inference/fp32", 0.25)]
+    assert [tuple(x) for x in got] == [
+        ("torch/seed_cnn/bs1/cpu/inference/fp32", None),
+        ("torch/seed_mlp/bs1/cpu/inference/fp32", 0.25),
+    ]
     s.close()
 
 
@@ -218,8 +250,11 @@ def test_series_many_returns_what_series_returns_one_by_one(url):
         s.add_run(run(f"r{d:02d}", recs, f"2026-01-{d:02d}"))
     last = s.load_run("r12")
     keys = [(r.case_id, st.run_fingerprint(last, r)) for r in last.records]
-    for kw in ({"until": "2026-01-12", "limit": 4}, {"before": "2026-01-12", "exclude": ("r12",), "limit": 5},
-               {"until": "2026-01-09", "limit": 2}):
+    for kw in (
+        {"until": "2026-01-12", "limit": 4},
+        {"before": "2026-01-12", "exclude": ("r12",), "limit": 5},
+        {"until": "2026-01-09", "limit": 2},
+    ):
         many = s.series_many(keys, **kw)
         assert many == {k: s.series(*k, **kw) for k in keys}, kw
     assert [h["run_id"] for h in s.series_many(keys, until="2026-01-12", limit=4)[keys[1]]] == ["r04", "r08", "r12"]
@@ -277,9 +312,11 @@ def test_store_import_cli_and_run_store_failure_keeps_the_run(tmp_path, capsys):
 @pytest.mark.slow
 def test_run_with_store_appends_the_run(tmp_path):
     suite = tmp_path / "tiny.yaml"
-    suite.write_text("name: tiny\nmatrix:\n  model: [seed_mlp]\n  batch_size: [1]\n"
-                     "defaults:\n  warmup_iters: 1\n  min_time: 0.05\n  max_time: 0.3\n  min_iters: 8\n"
-                     "  threads: 1\n  timeout: 120\n")
+    suite.write_text(
+        "name: tiny\nmatrix:\n  model: [seed_mlp]\n  batch_size: [1]\n"
+        "defaults:\n  warmup_iters: 1\n  min_time: 0.05\n  max_time: 0.3\n  min_iters: 8\n"
+        "  threads: 1\n  timeout: 120\n"
+    )
     db = tmp_path / "h.db"
     proc = bb("run", suite, "--out", tmp_path / "out", "--store", db, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

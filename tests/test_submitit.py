@@ -23,7 +23,9 @@ def test_job_parameters_follow_the_case():
     ddp = dataclasses.replace(CASE, device="cuda", devices=4, mode="train")
     p = job_parameters(ddp, extra={"slurm_account": "lab"})
     assert p["gpus_per_node"] == 4 and p["timeout_min"] == 25 and p["slurm_account"] == "lab"
-    res = dataclasses.replace(CASE, device="cuda", settings=Settings(resources={"num_cpus": 3.5, "accelerator_type": "A100"}))
+    res = dataclasses.replace(
+        CASE, device="cuda", settings=Settings(resources={"num_cpus": 3.5, "accelerator_type": "A100"})
+    )
     p = job_parameters(res)
     assert p["cpus_per_task"] == 4 and p["slurm_constraint"] == "A100" and p["gpus_per_node"] == 1
 
@@ -32,8 +34,17 @@ def test_submitit_options_are_checked_before_anything_runs(tmp_path):
     s = write(tmp_path / "s.yaml", "name: s\nmatrix: {model: seed_mlp, batch_size: 1}\n")
     alone = bb("run", s, "--out", tmp_path / "out", "--slurm-partition", "gpu", cwd=tmp_path)
     assert alone.returncode == 2 and "need --executor submitit" in alone.stderr
-    bad = bb("run", s, "--out", tmp_path / "out", "--executor", "submitit", "--slurm-params", '{"account": "x"}',
-             cwd=tmp_path)
+    bad = bb(
+        "run",
+        s,
+        "--out",
+        tmp_path / "out",
+        "--executor",
+        "submitit",
+        "--slurm-params",
+        '{"account": "x"}',
+        cwd=tmp_path,
+    )
     assert bad.returncode == 2 and "slurm_*" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "out").exists()
 
@@ -69,8 +80,19 @@ def test_local_submitit_jobs_stream_records_and_a_killed_job_is_a_failed_record(
     pytest.importorskip("submitit", reason="submitit is not installed (pip install 'benchbench[submitit]')")
     write(tmp_path / "sub_models.py", MODELS)
     s = write(tmp_path / "sub.yaml", SUITE)
-    proc = bb("run", s, "--out", tmp_path / "out", "--executor", "submitit", "--submitit-cluster", "local",
-              "--json", cwd=tmp_path, timeout=300)
+    proc = bb(
+        "run",
+        s,
+        "--out",
+        tmp_path / "out",
+        "--executor",
+        "submitit",
+        "--submitit-cluster",
+        "local",
+        "--json",
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     recs = {r["case"]["model"]: r for r in map(json.loads, proc.stdout.splitlines())}
     ok, lost = recs["seed_mlp"], recs["sub_models:kill_job"]

@@ -96,18 +96,12 @@ MALFORMED = [
     (
         "unknown device",
         GOOD + "  device: [cpu, gpu]\n",
-        [
-            "s.yaml:5: matrix.device[1]: unknown device 'gpu'; did you mean 'cuda'? "
-            "(allowed: cpu, cuda, cuda:N, tpu)"
-        ],
+        ["s.yaml:5: matrix.device[1]: unknown device 'gpu'; did you mean 'cuda'? (allowed: cpu, cuda, cuda:N, tpu)"],
     ),
     (
         "unknown mode",
         GOOD + "  mode: training\n",
-        [
-            "s.yaml:5: matrix.mode: unknown mode 'training'; did you mean 'train'? "
-            "(allowed: inference, train, data)"
-        ],
+        ["s.yaml:5: matrix.mode: unknown mode 'training'; did you mean 'train'? (allowed: inference, train, data)"],
     ),
     (
         "unknown variant",
@@ -117,8 +111,10 @@ MALFORMED = [
     (
         "unknown framework",
         GOOD + "  framework: pytorch\n",
-        ["s.yaml:5: matrix.framework: unknown framework 'pytorch'; did you mean 'torch'? "
-         "(allowed: torch, tensorflow)"],  # fmt: skip
+        [
+            "s.yaml:5: matrix.framework: unknown framework 'pytorch'; did you mean 'torch'? "
+            "(allowed: torch, tensorflow)"
+        ],  # fmt: skip
     ),
     (
         "batch_size 0",
@@ -153,8 +149,10 @@ MALFORMED = [
     (
         "no matrix",
         "name: a\ndescription: nothing\n",
-        ["s.yaml:1: matrix: required key missing: what to measure (model:, batch_size:, "
-         "and optionally device:, mode:, …)"],  # fmt: skip
+        [
+            "s.yaml:1: matrix: required key missing: what to measure (model:, batch_size:, "
+            "and optionally device:, mode:, …)"
+        ],  # fmt: skip
     ),
     (
         "missing batch_size",
@@ -169,8 +167,10 @@ MALFORMED = [
     (
         "empty exclude entry",
         GOOD + "exclude:\n  - {}\n",
-        ["s.yaml:6: exclude[0]: an empty entry would drop every case: name at least one axis "
-         "(framework, model, batch_size, device, mode, variant)"],  # fmt: skip
+        [
+            "s.yaml:6: exclude[0]: an empty entry would drop every case: name at least one axis "
+            "(framework, model, batch_size, device, mode, variant)"
+        ],  # fmt: skip
     ),
     (
         "YAML syntax error",
@@ -180,8 +180,9 @@ MALFORMED = [
     (
         "unclosed flow list",
         "name: a\nmatrix:\n  model: [resnet18\n  batch_size: 1\n",
-        ["s.yaml:4: YAML syntax error: expected ',' or ']', but got ':' "
-         "(while parsing a flow sequence on line 3)"],  # fmt: skip
+        [
+            "s.yaml:4: YAML syntax error: expected ',' or ']', but got ':' (while parsing a flow sequence on line 3)"
+        ],  # fmt: skip
     ),
     (
         "duplicate key",
@@ -191,8 +192,10 @@ MALFORMED = [
     (
         "python tag",
         "name: a\nmatrix:\n  model: !!python/object/apply:os.system [echo hi]\n  batch_size: 1\n",
-        ["s.yaml:3: matrix.model: tag !!python/object/apply:os.system is not allowed: a suite "
-         "holds plain data only (text, numbers, true/false, null, lists, mappings)"],  # fmt: skip
+        [
+            "s.yaml:3: matrix.model: tag !!python/object/apply:os.system is not allowed: a suite "
+            "holds plain data only (text, numbers, true/false, null, lists, mappings)"
+        ],  # fmt: skip
     ),
     (
         "python name tag on a scalar",
@@ -232,8 +235,7 @@ MALFORMED = [
     (
         "max_time < min_time across defaults and models",
         GOOD + "defaults:\n  min_time: 5\nmodels:\n  resnet18: {max_time: 2}\n",
-        ["s.yaml:8: models.resnet18.max_time: max_time 2 is less than min_time 5 "
-         "(from defaults)"],  # fmt: skip
+        ["s.yaml:8: models.resnet18.max_time: max_time 2 is less than min_time 5 (from defaults)"],  # fmt: skip
     ),
     (
         "min_time above the default max_time",
@@ -248,20 +250,26 @@ MALFORMED = [
     (
         "bad memory_limit string",
         GOOD + "defaults:\n  memory_limit: 4 gigs\n",
-        ["s.yaml:6: defaults.memory_limit: expected bytes: an integer or text like '4GiB' "
-         "(units: B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), got '4 gigs' (text)"],  # fmt: skip
+        [
+            "s.yaml:6: defaults.memory_limit: expected bytes: an integer or text like '4GiB' "
+            "(units: B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), got '4 gigs' (text)"
+        ],  # fmt: skip
     ),
     (
         "memory_limit unit in the wrong case",
         GOOD + "defaults:\n  memory_limit: 4gib\n",
-        ["s.yaml:6: defaults.memory_limit: expected bytes: an integer or text like '4GiB' "
-         "(units: B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), got '4gib' (text); did you mean 'GiB'?"],
+        [
+            "s.yaml:6: defaults.memory_limit: expected bytes: an integer or text like '4GiB' "
+            "(units: B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), got '4gib' (text); did you mean 'GiB'?"
+        ],
     ),
     (
         "float written 1e-2",
         GOOD + "defaults:\n  target_rel_ci: 1e-2\n",
-        ["s.yaml:6: defaults.target_rel_ci: expected a number, got '1e-2' (text): "
-         "write 0.01 (PyYAML reads 1e-2 as text)"],  # fmt: skip
+        [
+            "s.yaml:6: defaults.target_rel_ci: expected a number, got '1e-2' (text): "
+            "write 0.01 (PyYAML reads 1e-2 as text)"
+        ],  # fmt: skip
     ),
     (
         "target_rel_ci out of (0, 1)",
@@ -276,8 +284,9 @@ MALFORMED = [
     (
         "unknown optimizer",
         GOOD + "defaults:\n  optimizer: adamw\n",
-        ["s.yaml:6: defaults.optimizer: unknown optimizer 'adamw'; did you mean 'adam'? "
-         "(allowed: adam, sgd)"],  # fmt: skip
+        [
+            "s.yaml:6: defaults.optimizer: unknown optimizer 'adamw'; did you mean 'adam'? (allowed: adam, sgd)"
+        ],  # fmt: skip
     ),
     (
         "input_shape with a zero",
@@ -287,26 +296,33 @@ MALFORMED = [
     (
         "models: override for a model not in the matrix",
         GOOD + "models:\n  resnet50: {max_time: 20}\n",
-        ["s.yaml:6: models.resnet50: 'resnet50' is not in the matrix; did you mean 'resnet18'? "
-         "(models in the matrix: seed_cnn, resnet18)"],  # fmt: skip
+        [
+            "s.yaml:6: models.resnet50: 'resnet50' is not in the matrix; did you mean 'resnet18'? "
+            "(models in the matrix: seed_cnn, resnet18)"
+        ],  # fmt: skip
     ),
     (
         "timm name unknown",
         "name: a\nmatrix: {model: 'timm:resnet11t', batch_size: 1}\n",
-        ["s.yaml:2: matrix.model: unknown timm model 'timm:resnet11t'; "
-         "did you mean 'timm:resnet10t'? (allowed: timm:resnet10t)"],  # fmt: skip
+        [
+            "s.yaml:2: matrix.model: unknown timm model 'timm:resnet11t'; "
+            "did you mean 'timm:resnet10t'? (allowed: timm:resnet10t)"
+        ],  # fmt: skip
     ),
     (
         "malformed user callable",
         "name: a\nmatrix: {model: 'foo:', batch_size: 1}\n",
-        ["s.yaml:2: matrix.model: model 'foo:' is not a model callable: write "
-         "package.module:function (e.g. mynets.models:build), or timm:NAME for a timm model"],
+        [
+            "s.yaml:2: matrix.model: model 'foo:' is not a model callable: write "
+            "package.module:function (e.g. mynets.models:build), or timm:NAME for a timm model"
+        ],
     ),
     (
         "bad name",
         "name: my suite\nmatrix: {model: resnet18, batch_size: 1}\n",
-        ["s.yaml:1: name: 'my suite' is not a usable name: use letters, digits, _ . - "
-         "(it names a directory)"],  # fmt: skip
+        [
+            "s.yaml:1: name: 'my suite' is not a usable name: use letters, digits, _ . - (it names a directory)"
+        ],  # fmt: skip
     ),
     (
         "empty file",
@@ -336,14 +352,18 @@ MALFORMED = [
     (
         "telemetry setting outside telemetry:",
         GOOD + "defaults:\n  idle_baseline_s: 5\n",
-        ["s.yaml:6: defaults.idle_baseline_s: unknown key 'idle_baseline_s'; it is a telemetry setting: "
-         "write telemetry: {idle_baseline_s: …} (allowed: warmup_iters,"],  # fmt: skip
+        [
+            "s.yaml:6: defaults.idle_baseline_s: unknown key 'idle_baseline_s'; it is a telemetry setting: "
+            "write telemetry: {idle_baseline_s: …} (allowed: warmup_iters,"
+        ],  # fmt: skip
     ),
     (
         "negative idle baseline and cool-down",
         GOOD + "defaults:\n  telemetry: {idle_baseline_s: -1}\n  cooldown_s: -2\n",
-        ["s.yaml:6: defaults.telemetry.idle_baseline_s: must be >= 0, got -1",
-         "s.yaml:7: defaults.cooldown_s: must be >= 0, got -2"],  # fmt: skip
+        [
+            "s.yaml:6: defaults.telemetry.idle_baseline_s: must be >= 0, got -1",
+            "s.yaml:7: defaults.cooldown_s: must be >= 0, got -2",
+        ],  # fmt: skip
     ),
     (
         "telemetry not a mapping",
@@ -373,8 +393,7 @@ MALFORMED = [
         """,
         [
             "s.yaml:4: matrix.batch_size[0]: must be >= 1, got 0",
-            "s.yaml:5: matrix.mode[1]: unknown mode 'trian'; did you mean 'train'? "
-            "(allowed: inference, train, data)",
+            "s.yaml:5: matrix.mode[1]: unknown mode 'trian'; did you mean 'train'? (allowed: inference, train, data)",
             "s.yaml:7: defaults.min_time: must be >= 0, got -1",
         ],
     ),
@@ -393,9 +412,7 @@ def test_malformed_suite(text, expected):
 
 def test_timm_not_installed():
     (line,) = problems("name: a\nmatrix: {model: 'timm:resnet10t', batch_size: 1}\n", no_timm)
-    assert line == (
-        "s.yaml:2: matrix.model: timm is not installed: pip install timm (for 'timm:resnet10t')"
-    )
+    assert line == ("s.yaml:2: matrix.model: timm is not installed: pip install timm (for 'timm:resnet10t')")
 
 
 def test_missing_file(tmp_path):

@@ -255,6 +255,7 @@ def test_idle_baseline_gives_above_idle_energy():
     fake = FakeTime()
     # 20 W while idle (t < 10), 70 W from then on
     src = FakeSource(read=lambda t: (20.0 if t < 10 else 70.0,), fake=fake)
+
     def pause(seconds):  # the worker's idle wait, on the fake clock
         fake.now += seconds
 
@@ -309,7 +310,12 @@ def test_counter_preferred_over_power_and_never_zero_for_unknown():
     times = [0.0, 1.0, 2.0]
     e = _energy_of(src, times, [(5_000, 100_000), (105_000, 100_000), (205_000, 100_000)], 0.0, 2.0)
     assert (e["source"], e["energy_j"], e["avg_w"], e["j_per_sample"], e["samples_per_j"]) == (
-        "fake-counter", pytest.approx(200.0), pytest.approx(100.0), pytest.approx(2.0), pytest.approx(0.5))
+        "fake-counter",
+        pytest.approx(200.0),
+        pytest.approx(100.0),
+        pytest.approx(2.0),
+        pytest.approx(0.5),
+    )
     assert e["warnings"] == []
     # a counter that did not move: the power integral, with the reason
     e = _energy_of(src, times, [(5_000, 90_000), (5_000, 90_000), (5_000, 90_000)], 0.0, 2.0)
@@ -429,8 +435,10 @@ def test_rapl_energy_over_a_wrap_without_counting_subdomains(powercap):
     "setup, reason",
     [
         (lambda root: shutil.rmtree(root), "no RAPL: {root} does not exist"),
-        (lambda root: [shutil.rmtree(root / z) for z in ("intel-rapl:0", "intel-rapl:1")],
-         "no RAPL package domain under {root}"),
+        (
+            lambda root: [shutil.rmtree(root / z) for z in ("intel-rapl:0", "intel-rapl:1")],
+            "no RAPL package domain under {root}",
+        ),
     ],
     ids=["no powercap", "no package zone"],
 )
@@ -544,7 +552,7 @@ B = "GPU-bbbbbbbb-5555-6666-7777-888888888888"
 def test_nvml_matches_the_case_gpu_by_uuid_never_by_index(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # cuda:0 of the case is NVML's device 1
     fake = FakeNvml([_gpu(A, "00000000:1B:00.0", 90), _gpu(B, "00000000:3B:00.0", 400, energy=False)])
-    src = nvml.open_nvml(B[len("GPU-"):], nvml=fake)  # torch prints the UUID without "GPU-"
+    src = nvml.open_nvml(B[len("GPU-") :], nvml=fake)  # torch prints the UUID without "GPU-"
     info = src.info()
     assert (info["uuid"], info["matched_by"], info["pci_bus_id"]) == (B, "uuid", "00000000:3B:00.0")
     assert info["unsupported"] == {"energy_j": "Not Supported"} and info["energy_counter"] is False
@@ -643,12 +651,16 @@ def test_inventory_of_gpus_and_its_text(monkeypatch):
     fake = FakeNvml([_gpu(A, "00000000:1B:00.0", 90), _gpu(B, "00000000:3B:00.0", 90, energy=False, name="Tesla T4")])
     inv = {"cpu": devices.cpu_inventory(str(POWERCAP)), "gpu": devices.gpu_inventory(fake, env={}),
            "tpu": {"available": False, "reason": "no TPU here"}}  # fmt: skip
-    assert inv["cpu"]["rapl"] == {"readable": True, "packages": [
-        {"zone": "intel-rapl:0", "name": "package-0"}, {"zone": "intel-rapl:1", "name": "package-1"}]}
+    assert inv["cpu"]["rapl"] == {
+        "readable": True,
+        "packages": [{"zone": "intel-rapl:0", "name": "package-0"}, {"zone": "intel-rapl:1", "name": "package-1"}],
+    }
     g = inv["gpu"]
     assert g["available"] and g["driver"] == "550.54.15" and g["cuda_driver"] == "12.4"
     assert [(x["nvml_index"], x["name"], x["energy_counter"]) for x in g["gpus"]] == [
-        (0, "NVIDIA H100 80GB HBM3", True), (1, "Tesla T4", False)]
+        (0, "NVIDIA H100 80GB HBM3", True),
+        (1, "Tesla T4", False),
+    ]
     text = devices.format_inventory(inv)
     assert "RAPL energy: readable (package-0, package-1)" in text
     assert "[0] NVIDIA H100 80GB HBM3: 80.0 GiB, power limit 700 W, energy counter yes, CUDA visible yes" in text
@@ -668,7 +680,8 @@ def test_tpu_inventory_from_pci_vendor(tmp_path):
     assert inv["available"] and inv["count"] == 1
     assert inv["chips"] == [{"pci": "0000:00:04.0", "device_id": "0x0063"}]
     assert "TPU   1 chip(s) (v5litepod-1): 0000:00:04.0" in devices.format_inventory(
-        {"cpu": devices.cpu_inventory(str(tmp_path / "none")), "gpu": {"available": False, "reason": "-"}, "tpu": inv})
+        {"cpu": devices.cpu_inventory(str(tmp_path / "none")), "gpu": {"available": False, "reason": "-"}, "tpu": inv}
+    )
     none = devices.tpu_inventory(str(tmp_path / "nothing"), dev_root=str(tmp_path / "dev"), env={})
     assert none["available"] is False and "no Google TPU PCI device" in none["reason"]
 
@@ -704,8 +717,9 @@ def test_cooldown_between_cases_only(monkeypatch, tmp_path):
         ran.append((case.label, len(slept)))
         return Record(case=case.to_dict(), status="ok")
 
-    executor = LocalExecutor(run_case=run_case, sleep=slept.append,
-                             skip_reason=lambda case: "no GPU" if case.device == "cuda" else None)
+    executor = LocalExecutor(
+        run_case=run_case, sleep=slept.append, skip_reason=lambda case: "no GPU" if case.device == "cuda" else None
+    )
     runner.run(suite, list(suite.cases), tmp_path / "run", executor=executor)
     assert [n for _, n in ran] == [0, 1, 2, 3]  # no rest before the first case, one before each other
     assert slept == [2.5, 2.5, 2.5]  # skipped (cuda) cases are not waited for
@@ -794,8 +808,10 @@ def test_a_cuda_run_records_gpu_energy_from_nvml(tmp_path):
     assert gpu["idle_w"] is None or 0 < gpu["idle_w"] < gpu["avg_w"]
     summary = rec.telemetry["summary"]
     assert summary["nvml.gpu_util_pct"]["mean"] > 50 and summary["nvml.memory_used_bytes"]["max"] > 0
-    print(f"\nresnet50 bs64 fp32 on {rec.runtime['device_name']}: {gpu['avg_w']:.0f} W, "
-          f"{gpu['j_per_sample'] * 1e3:.2f} mJ/sample ({gpu['source']}), idle {gpu['idle_w']} W")
+    print(
+        f"\nresnet50 bs64 fp32 on {rec.runtime['device_name']}: {gpu['avg_w']:.0f} W, "
+        f"{gpu['j_per_sample'] * 1e3:.2f} mJ/sample ({gpu['source']}), idle {gpu['idle_w']} W"
+    )
 
 
 def test_a_fault_in_the_telemetry_never_fails_the_case(fake_worker):

@@ -66,8 +66,14 @@ def _facts(framework: str, params: dict, flops: dict) -> subprocess.Popen:
                           "flops": {{k: flops(name, shape) for k, (name, shape) in flops_of.items()}}}}))
     """)
     err = tempfile.TemporaryFile()  # not a pipe: nobody reads it while the other process runs
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=err,
-                            text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=err,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     proc.err_file = err
     return proc
 
@@ -117,7 +123,7 @@ def test_flops_are_counted_alike(facts):
 
 # ------------------------------------------------------------- through the CLI
 
-KERAS_USER = '''\
+KERAS_USER = """\
 import keras
 
 
@@ -141,7 +147,7 @@ def not_a_model(input_shape=None):
 def small(input_shape=(10,)):
     inputs = keras.Input(shape=input_shape)
     return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
-'''
+"""
 
 TINY = """\
 name: tinytf
@@ -176,8 +182,10 @@ def tf_run(tmp_path_factory):
     write(tmp / "keras_user.py", KERAS_USER)
     suite = write(tmp / "tiny.yaml", TINY)
     proc = bb("run", suite, "--out", tmp / "out", cwd=tmp)
-    recs = {(r.case["model"], r.case["device"], r.case["mode"], r.case["variant"]): r
-            for r in results.read_records(run_dir_of(tmp / "out"))}
+    recs = {
+        (r.case["model"], r.case["device"], r.case["mode"], r.case["variant"]): r
+        for r in results.read_records(run_dir_of(tmp / "out"))
+    }
     return tmp, proc, recs
 
 

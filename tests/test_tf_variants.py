@@ -121,7 +121,9 @@ def test_tflite_variants_are_smaller_and_int8_agrees_with_fp32(recs, model):
         assert r["cold_start"]["compile_s"] > 0  # the conversion
         assert r["fidelity"]["top1_agreement"] >= 0.9, (variant, r["fidelity"])
         assert 0 < r["fidelity"]["mean_abs_diff"] < 0.05, (variant, r["fidelity"])
-    assert "float32 inputs and outputs" in recs[f"{model}/cpu/inference/tflite_int8"]["runtime"]["variant"]["quantization"]
+    assert (
+        "float32 inputs and outputs" in recs[f"{model}/cpu/inference/tflite_int8"]["runtime"]["variant"]["quantization"]
+    )
 
 
 def test_prune_half_zeroes_half_of_the_kernels(recs):

@@ -33,8 +33,9 @@ def test_support_table_gives_reasons_for_what_cannot_run():
     assert registry.variant_support("torch", "fp32", "cpu", "inference") is None
     assert registry.variant_support("torch", "prune:0.7", "cuda:1", "inference") is None
     assert "bf16" in registry.variant_support("torch", "fp16", "cpu", "inference")
-    assert "CPU only" in registry.variant_support("torch", "int8_static", "cuda", "inference") or \
-        "CPU" in registry.variant_support("torch", "int8_static", "cuda", "inference")
+    assert "CPU only" in registry.variant_support(
+        "torch", "int8_static", "cuda", "inference"
+    ) or "CPU" in registry.variant_support("torch", "int8_static", "cuda", "inference")
     assert "train" in registry.variant_support("torch", "int8_dynamic", "cpu", "train")
     assert "not available for torch" in registry.variant_support("torch", "tflite_int8", "cpu", "inference")
     assert "CPU" in registry.variant_support("tensorflow", "tflite_int8", "cuda", "inference")
@@ -84,8 +85,9 @@ def test_suite_baseline_must_be_one_of_its_variants():
     assert parse_suite(base.format(baseline="baseline: prune:0.3\n"), "v.yaml", catalog).baseline == "prune:0.3"
     with pytest.raises(UserError) as info:
         parse_suite(base.format(baseline="baseline: bf16\n"), "v.yaml", catalog)
-    assert info.value.lines() == ["v.yaml:2: baseline: 'bf16' is not a variant of this suite (its variants: "
-                                  "fp32, prune:0.3)"]
+    assert info.value.lines() == [
+        "v.yaml:2: baseline: 'bf16' is not a variant of this suite (its variants: fp32, prune:0.3)"
+    ]
 
 
 # ------------------------------------------------------------------ fidelity maths
@@ -117,8 +119,18 @@ def test_fidelity_single_output_is_a_threshold_and_nonfinite_is_no_difference():
 def records():
     from benchbench import worker
 
-    variants = ["fp32", "bf16", "amp", "amp_bf16", "channels_last", "torchscript", "int8_dynamic", "int8_static",
-                "prune:0.5", "channel_prune"]
+    variants = [
+        "fp32",
+        "bf16",
+        "amp",
+        "amp_bf16",
+        "channels_last",
+        "torchscript",
+        "int8_dynamic",
+        "int8_static",
+        "prune:0.5",
+        "channel_prune",
+    ]
     out = {v: worker.run(case(v)) for v in variants}
     for v in ("fp32", "int8_dynamic", "int8_static"):
         out[f"mlp/{v}"] = worker.run(case(v, model="seed_mlp"))
@@ -181,13 +193,16 @@ def test_frozen_backbone_trains_only_the_head(records):
     assert frozen.runtime["optimizer"] == "Adam"
 
 
-@pytest.mark.parametrize("variant, model, mode, why", [
-    ("fp16", "seed_cnn", "inference", "use bf16"),
-    ("int8_dynamic", "seed_cnn", "train", "inference only"),
-    ("tf32", "seed_cnn", "inference", "CUDA only"),
-    ("channels_last", "seed_mlp", "inference", "needs image input"),
-    ("xla", "seed_cnn", "inference", "not available for torch"),
-])
+@pytest.mark.parametrize(
+    "variant, model, mode, why",
+    [
+        ("fp16", "seed_cnn", "inference", "use bf16"),
+        ("int8_dynamic", "seed_cnn", "train", "inference only"),
+        ("tf32", "seed_cnn", "inference", "CUDA only"),
+        ("channels_last", "seed_mlp", "inference", "needs image input"),
+        ("xla", "seed_cnn", "inference", "not available for torch"),
+    ],
+)
 def test_unsupported_combinations_skip_with_the_reason(variant, model, mode, why):
     from benchbench import worker
 
@@ -207,7 +222,9 @@ def test_compile_records_its_compile_time():
 
 @pytest.mark.slow
 def test_cli_run_dry_run_list_and_report_show_the_variants(tmp_path):
-    suite = write(tmp_path / "v.yaml", textwrap.dedent("""\
+    suite = write(
+        tmp_path / "v.yaml",
+        textwrap.dedent("""\
         name: v
         baseline: fp32
         matrix:
@@ -215,7 +232,8 @@ def test_cli_run_dry_run_list_and_report_show_the_variants(tmp_path):
           batch_size: 4
           variant: [fp32, prune:0.5, fp16]
         defaults: {min_time: 0.05, max_time: 0.2, warmup_max_time: 1, telemetry: {hz: 0}}
-        """))
+        """),
+    )
     dry = bb("run", suite, "--dry-run")
     assert dry.returncode == 0 and "skip: variant fp16 on cpu" in dry.stdout
     listing = bb("list", "variants").stdout

@@ -33,10 +33,15 @@ class FakeBackend:
         self.cases.append(case)
         if self.fail is not None:
             raise self.fail
-        return Prepared(step=lambda: self.calls.append("step"), cold_start={"build_s": 0.5},
-                        runtime={"framework": "torch", "device_type": case.device.split(":")[0]},
-                        reset_peak_memory=lambda: None, device_memory=lambda: {"device_peak_allocated_bytes": 7},
-                        model_facts=lambda: {"params": 3}, fidelity=lambda: {"top1_agreement": 1.0})
+        return Prepared(
+            step=lambda: self.calls.append("step"),
+            cold_start={"build_s": 0.5},
+            runtime={"framework": "torch", "device_type": case.device.split(":")[0]},
+            reset_peak_memory=lambda: None,
+            device_memory=lambda: {"device_peak_allocated_bytes": 7},
+            model_facts=lambda: {"params": 3},
+            fidelity=lambda: {"top1_agreement": 1.0},
+        )
 
     def profile(self, prepared: Prepared, trace_path) -> dict:
         self.calls.append("profile")
@@ -72,8 +77,14 @@ def rank_hooks(sent: list[float], gathered: list[dict], calls: list[str]) -> dic
 
         return synced
 
-    return {"device": "cuda:0", "telemetry": False, "clock": clock, "step_wrapper": step_wrapper,
-            "memory": memory, "runtime": {"placement": {"rank": 0, "world_size": 2}}}
+    return {
+        "device": "cuda:0",
+        "telemetry": False,
+        "clock": clock,
+        "step_wrapper": step_wrapper,
+        "memory": memory,
+        "runtime": {"placement": {"rank": 0, "world_size": 2}},
+    }
 
 
 def test_a_rank_measures_through_the_same_path_with_its_own_hooks(fake, tmp_path):
@@ -83,15 +94,18 @@ def test_a_rank_measures_through_the_same_path_with_its_own_hooks(fake, tmp_path
     assert rec.status == "ok", rec.reason
     assert fake.cases[0].device == "cuda:0" and rec.case == case.to_dict()  # prepared there, recorded as asked
     assert sent  # every timing decision read the rank's (broadcast) clock
-    timed = fake.calls[:fake.calls.index("profile")]
+    timed = fake.calls[: fake.calls.index("profile")]
     assert timed == ["step", "barrier"] * (len(timed) // 2)  # every timed step ends with the barrier
-    assert fake.calls[fake.calls.index("profile"):] == ["profile", "step", "barrier"]  # so does the profiled one
+    assert fake.calls[fake.calls.index("profile") :] == ["profile", "step", "barrier"]  # so does the profiled one
     assert rec.runtime["placement"] == {"rank": 0, "world_size": 2}
     assert rec.memory["ranks"][1]["rank"] == 1 and gathered[0]["device_peak_allocated_bytes"] == 7
     assert rec.telemetry == {} and rec.energy == {}  # only a rank with telemetry samples it
     assert rec.fidelity == {"top1_agreement": 1.0} and rec.model == {"params": 3}
-    assert rec.runtime["profile"] == {"available": True, "tool": "fake",
-                                      "trace": str(tmp_path / f"{case.case_id}.trace.json")}
+    assert rec.runtime["profile"] == {
+        "available": True,
+        "tool": "fake",
+        "trace": str(tmp_path / f"{case.case_id}.trace.json"),
+    }
     # the stats are for the global batch: batch_size × devices samples per step
     assert rec.stats == summarize(rec.samples, 4 * 2).to_dict()
 
@@ -107,13 +121,19 @@ def test_the_plain_worker_is_measure_case_with_the_defaults(fake):
 
 
 @pytest.mark.parametrize("hooks", [False, True], ids=["worker", "rank"])
-@pytest.mark.parametrize(("error", "status", "reason"), [
-    (MemoryError(), "failed", "out of memory: MemoryError:"),
-    (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), "failed",
-     "out of memory: RuntimeError: CUDA out of memory. Tried to allocate 2 GiB"),
-    (ValueError("bad\nshape"), "failed", "ValueError: bad shape"),
-    (Skip("no such GPU"), "skipped", "no such GPU"),
-])
+@pytest.mark.parametrize(
+    ("error", "status", "reason"),
+    [
+        (MemoryError(), "failed", "out of memory: MemoryError:"),
+        (
+            RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"),
+            "failed",
+            "out of memory: RuntimeError: CUDA out of memory. Tried to allocate 2 GiB",
+        ),
+        (ValueError("bad\nshape"), "failed", "ValueError: bad shape"),
+        (Skip("no such GPU"), "skipped", "no such GPU"),
+    ],
+)
 def test_failures_are_labelled_the_same_for_every_process(fake, hooks, error, status, reason):
     fake.fail = error
     kw = rank_hooks([], [], fake.calls) if hooks else {}

@@ -68,8 +68,6 @@ def _versions() -> dict:
     }
 
 
-
-
 def _gpu_devices() -> dict:
     """Physical GPUs, listed without starting TensorFlow's runtime."""
     gpus = tf.config.list_physical_devices("GPU")
@@ -100,8 +98,9 @@ def _tpu_target() -> tuple[str | None, str | None]:
         return name, None
     if glob.glob("/dev/accel[0-9]*") or glob.glob("/dev/vfio/[0-9]*"):
         return "local", None  # a TPU VM: the chips are on this host
-    return None, ("no TPU visible to TensorFlow (TPU_NAME and COLAB_TPU_ADDR unset, "
-                  "no /dev/accel* or /dev/vfio device)")
+    return None, (
+        "no TPU visible to TensorFlow (TPU_NAME and COLAB_TPU_ADDR unset, no /dev/accel* or /dev/vfio device)"
+    )
 
 
 def _tpu_devices() -> dict:
@@ -223,8 +222,7 @@ def _count_flops(graph, library: dict, depth: int) -> tuple[int, set[str]]:
             if name not in library or depth >= 8:
                 uncounted.add(f"{op.type}({name})")
                 continue
-            body = function_def_to_graph.function_def_to_graph(
-                library[name], input_shapes=[t.shape for t in op.inputs])
+            body = function_def_to_graph.function_def_to_graph(library[name], input_shapes=[t.shape for t in op.inputs])
             n, missed = _count_flops(body, library, depth + 1)
             total += n
             uncounted |= missed
@@ -264,8 +262,13 @@ def _mirrored_device(case: Case) -> _Device:
             raise Skip(f"devices: {n}: TensorFlow's runtime already started with {have} logical CPU device(s)")
         tf.config.set_visible_devices([], "GPU")
         names = [f"/CPU:{i}" for i in range(n)]
-        return _Device("cpu", "/CPU:0", tf.distribute.MirroredStrategy(
-            devices=names, cross_device_ops=tf.distribute.ReductionToOneDevice(reduce_to_device="/CPU:0")))
+        return _Device(
+            "cpu",
+            "/CPU:0",
+            tf.distribute.MirroredStrategy(
+                devices=names, cross_device_ops=tf.distribute.ReductionToOneDevice(reduce_to_device="/CPU:0")
+            ),
+        )
     gpus = tf.config.list_physical_devices("GPU")
     if len(gpus) < n:
         raise Skip(f"devices: {n} needs {n} GPUs; {len(gpus)} visible to TensorFlow")
@@ -519,7 +522,8 @@ class TensorFlowBackend:
         cold_start = {"build_s": build_s, "compile_s": compile_s}
         if compiled:
             cold_start["compile_note"] = "tf.function tracing" + (
-                "; XLA compiles in the first iteration (first_iter_s)" if jit else "")
+                "; XLA compiles in the first iteration (first_iter_s)" if jit else ""
+            )
         cold_start.update(variant.cold_start)  # variant_s; TFLite: conversion as compile_s
         return Prepared(
             step=variant.step or step,  # TFLite: the interpreter's set_tensor + invoke + get_tensor

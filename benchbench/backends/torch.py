@@ -78,8 +78,6 @@ def _sync_fn(device: torch.device):
     return lambda: None  # eager CPU ops have finished when they return
 
 
-
-
 def _set_fp32_math() -> dict:
     """fp32 means fp32: TF32 and reduced-precision reductions off; say which modes were on."""
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -224,14 +222,17 @@ def wrap_ddp(case: Case, v, device: torch.device, runtime: dict, sync):
     elif isinstance(v.call, torch.nn.Module):
         trained = {id(p) for p in v.params()}
         if not trained <= {id(p) for p in v.call.parameters()}:
-            raise Skip(f"variant {case.variant!r} with devices: {case.devices} (train): the module it runs "
-                       "does not hold the parameters the optimizer trains, so DDP cannot all-reduce them")
+            raise Skip(
+                f"variant {case.variant!r} with devices: {case.devices} (train): the module it runs "
+                "does not hold the parameters the optimizer trains, so DDP cannot all-reduce them"
+            )
         forward = ddp(v.call)
         how = f"DistributedDataParallel({type(v.call).__name__}): the variant's module, sharing the model's parameters"
     else:
         forward = ddp(_VariantCall(v.model, v.call))
         how = "DistributedDataParallel(module running the variant's call" + (
-            f": autocast {v.runtime['autocast']} around the model)" if v.runtime.get("autocast") else ")")
+            f": autocast {v.runtime['autocast']} around the model)" if v.runtime.get("autocast") else ")"
+        )
     runtime["ddp"] = {"world_size": dist.get_world_size(), "backend": dist.get_backend(), "wraps": how}
     return forward
 

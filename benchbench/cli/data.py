@@ -31,8 +31,11 @@ def cmd_data(args) -> int:
         raise UserError(f"data generate: {e}: choose a new or empty directory") from None
     except OSError as e:
         raise UserError(f"data generate: {args.dir}: {e.strerror or e}") from None
-    print(f"{args.dir}: {manifest['images']} images, {args.size}×{args.size} JPEG, "
-          f"{args.classes} classes, seed {args.seed}", file=sys.stderr)
+    print(
+        f"{args.dir}: {manifest['images']} images, {args.size}×{args.size} JPEG, "
+        f"{args.classes} classes, seed {args.seed}",
+        file=sys.stderr,
+    )
     return 0
 
 

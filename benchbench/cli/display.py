@@ -25,7 +25,14 @@ def case_table(rows: list[tuple[Case, str | None]], title: str) -> Table:
         t.add_column(col, justify="right" if col in ("#", "batch") else "left")
     for i, (c, skip) in enumerate(rows, 1):
         t.add_row(
-            str(i), c.case_id, c.framework, escape(c.model), str(c.batch_size), c.device, c.mode, c.variant,
+            str(i),
+            c.case_id,
+            c.framework,
+            escape(c.model),
+            str(c.batch_size),
+            c.device,
+            c.mode,
+            c.variant,
             "×".join(map(str, c.input_shape)) + (f" {c.data.label}" if c.data is not None else ""),
             escape(f"skip: {skip}") if skip else "run",
         )
@@ -54,7 +61,9 @@ def skipped_lines(records: list[Record]) -> list[str]:
     for r in records:
         if r.status == "skipped":
             groups.setdefault(r.reason or "", []).append(r.case["device"])
-    return [escape(f"{len(devs)} skipped ({', '.join(sorted(set(devs)))}): {reason}") for reason, devs in groups.items()]
+    return [
+        escape(f"{len(devs)} skipped ({', '.join(sorted(set(devs)))}): {reason}") for reason, devs in groups.items()
+    ]
 
 
 def between_process(rec: Record) -> bool:
@@ -62,16 +71,26 @@ def between_process(rec: Record) -> bool:
     return (rec.processes or {}).get("interval_scope") == "between-process"
 
 
-WITHIN_ONLY_NOTE = ("* the interval is of one worker process only: a re-run in a new process may differ by "
-                    "more (set processes: 5 or auto)")
+WITHIN_ONLY_NOTE = (
+    "* the interval is of one worker process only: a re-run in a new process may differ by "
+    "more (set processes: 5 or auto)"
+)
 
 
 def summary_table(records: list[Record], title: str) -> Table:
     t = Table(title=title, title_justify="left")
     cols = [
-        ("case", "left"), ("status", "left"), ("samples/s", "right"), ("ms/batch p50", "right"),
-        ("p99", "right"), ("±CI95", "right"), ("procs", "right"), ("iters", "right"), ("peak RSS", "right"),
-        ("dev peak", "right"), ("note", "left"),
+        ("case", "left"),
+        ("status", "left"),
+        ("samples/s", "right"),
+        ("ms/batch p50", "right"),
+        ("p99", "right"),
+        ("±CI95", "right"),
+        ("procs", "right"),
+        ("iters", "right"),
+        ("peak RSS", "right"),
+        ("dev peak", "right"),
+        ("note", "left"),
     ]
     for name, justify in cols:
         t.add_column(name, justify=justify)
@@ -79,8 +98,10 @@ def summary_table(records: list[Record], title: str) -> Table:
         if r.status == "skipped":
             continue
         c = r.case
-        label = escape(f"{c['framework']} {c['model']} bs{c['batch_size']} {c['device']} {c['mode']} {c['variant']}"
-                       + (f" {c['data']['preset']} w{c['data']['num_workers']}" if c.get("data") else ""))
+        label = escape(
+            f"{c['framework']} {c['model']} bs{c['batch_size']} {c['device']} {c['mode']} {c['variant']}"
+            + (f" {c['data']['preset']} w{c['data']['num_workers']}" if c.get("data") else "")
+        )
         s = r.stats or {}
         status = {"ok": "[green]ok[/]", "failed": "[red]failed[/]", "skipped": "[yellow]skipped[/]"}[r.status]
         rel = s.get("rel_ci")
@@ -94,7 +115,9 @@ def summary_table(records: list[Record], title: str) -> Table:
             str((r.processes or {}).get("processes") or 1) if s else "",
             str(r.timing.get("iterations")) if r.timing else "",
             fmt_bytes(r.memory.get("host_peak_rss_bytes")) if r.memory else "",
-            fmt_bytes(r.memory.get("device_peak_allocated_bytes")) if r.memory.get("device_peak_allocated_bytes") else "",
+            fmt_bytes(r.memory.get("device_peak_allocated_bytes"))
+            if r.memory.get("device_peak_allocated_bytes")
+            else "",
             escape(note(r)),
         )
     if any(r.status == "ok" and not between_process(r) for r in records):

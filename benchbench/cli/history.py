@@ -35,8 +35,9 @@ def _positive_int(text: str) -> int:
     return v
 
 
-STORE_HELP = ("history store: a SQLAlchemy URL (sqlite:///FILE, postgresql://…) or a file path "
-              "(default: results/history.db)")
+STORE_HELP = (
+    "history store: a SQLAlchemy URL (sqlite:///FILE, postgresql://…) or a file path (default: results/history.db)"
+)
 
 
 def add_parsers(sub) -> None:
@@ -46,26 +47,35 @@ def add_parsers(sub) -> None:
     si.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     si.add_argument("--store", metavar="URL", help=STORE_HELP)
 
-    se = st_sub.add_parser("export", help="one run as github-action-benchmark or pytest-benchmark JSON, "
-                                          "CSV or Parquet")
+    se = st_sub.add_parser("export", help="one run as github-action-benchmark or pytest-benchmark JSON, CSV or Parquet")
     se.add_argument("ref", metavar="RUN", help="run directory or store reference (latest, latest~N, run id, commit)")
-    se.add_argument("--format", required=True,
-                    choices=["github-bigger", "github-smaller", "pytest-benchmark", "csv", "parquet"],
-                    help="github-bigger: customBiggerIsBetter (throughput); github-smaller: "
-                         "customSmallerIsBetter (latency p99, memory, energy); pytest-benchmark: its "
-                         "--benchmark-json layout; csv / parquet: a row per case")
+    se.add_argument(
+        "--format",
+        required=True,
+        choices=["github-bigger", "github-smaller", "pytest-benchmark", "csv", "parquet"],
+        help="github-bigger: customBiggerIsBetter (throughput); github-smaller: "
+        "customSmallerIsBetter (latency p99, memory, energy); pytest-benchmark: its "
+        "--benchmark-json layout; csv / parquet: a row per case",
+    )
     se.add_argument("--store", metavar="URL", help=STORE_HELP)
     se.add_argument("-o", "--out", metavar="FILE", help="output file (default: stdout; parquet needs -o)")
 
     c = sub.add_parser("compare", help="verdicts per case and metric: CAND against BASE (exit 1 on a regression)")
-    c.add_argument("base", metavar="BASE",
-                   help="run directory, or a store reference: latest, latest~N, YYYY-MM-DD, run id, git commit")
+    c.add_argument(
+        "base",
+        metavar="BASE",
+        help="run directory, or a store reference: latest, latest~N, YYYY-MM-DD, run id, git commit",
+    )
     c.add_argument("cand", metavar="CAND", help="run directory or store reference (as BASE)")
     c.add_argument("--store", metavar="URL", help=STORE_HELP + "; also gives the between-run noise")
     c.add_argument("--suite", help="store references: only runs of this suite")
     c.add_argument("--threshold", type=_threshold, default=0.05, help="smallest change that matters (default 5%%)")
-    c.add_argument("--fdr", type=_threshold, default=0.05,
-                   help="false discovery rate across cases × metrics (Benjamini–Hochberg; default 0.05)")
+    c.add_argument(
+        "--fdr",
+        type=_threshold,
+        default=0.05,
+        help="false discovery rate across cases × metrics (Benjamini–Hochberg; default 0.05)",
+    )
     fmt = c.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true", help="a Markdown table (for a PR comment)")
     fmt.add_argument("--json", action="store_true", help="the comparison as JSON")
@@ -74,15 +84,24 @@ def add_parsers(sub) -> None:
     h.add_argument("--store", metavar="URL", help=STORE_HELP)
     h.add_argument("--suite", help="only runs of this suite")
     h.add_argument("--case", metavar="FILTER", help="a substring or glob of the case label, or a case_id")
-    h.add_argument("--metric", default="throughput",
-                   choices=["throughput", "latency_p99", "memory", "energy_per_sample"])
-    h.add_argument("--threshold", type=_threshold, default=0.05,
-                   help="flag series whose detectable change is above this")
-    h.add_argument("--window", type=_positive_int, default=30,
-                   help="the last N runs of each series (default 30, as check's baseline)")
+    h.add_argument(
+        "--metric", default="throughput", choices=["throughput", "latency_p99", "memory", "energy_per_sample"]
+    )
+    h.add_argument(
+        "--threshold", type=_threshold, default=0.05, help="flag series whose detectable change is above this"
+    )
+    h.add_argument(
+        "--window",
+        type=_positive_int,
+        default=30,
+        help="the last N runs of each series (default 30, as check's baseline)",
+    )
     h.add_argument("--json", action="store_true")
-    h.add_argument("--report", metavar="FILE", help="also write the trend figures (change points, gate alerts, "
-                   "commits) as one self-contained HTML file")
+    h.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write the trend figures (change points, gate alerts, commits) as one self-contained HTML file",
+    )
     h.add_argument("--persist", default="2/3", metavar="K/M", help="the gate alerts' persistence (default 2/3)")
 
     k = sub.add_parser("check", help="the nightly gate: the newest run against each series' robust baseline")
@@ -92,31 +111,52 @@ def add_parsers(sub) -> None:
     k.add_argument("--suite", help="only runs of this suite")
     k.add_argument("--threshold", type=_threshold, default=0.05, help="practical floor (default 5%%)")
     k.add_argument("--window", type=_positive_int, default=30, help="baseline runs (default 30)")
-    k.add_argument("--persist", metavar="K/M",
-                   help="K of the last M runs must be worse (default 2/3; with --confirm 2/4)")
-    k.add_argument("--fdr", type=_threshold, default=0.05,
-                   help="false discovery rate across cases × metrics (default 0.05)")
+    k.add_argument(
+        "--persist", metavar="K/M", help="K of the last M runs must be worse (default 2/3; with --confirm 2/4)"
+    )
+    k.add_argument(
+        "--fdr", type=_threshold, default=0.05, help="false discovery rate across cases × metrics (default 0.05)"
+    )
     k.add_argument("--json", action="store_true")
-    k.add_argument("--confirm", action="store_true",
-                   help="re-measure flagged cases with ab (--confirm-a/--confirm-b) before failing")
-    k.add_argument("--confirm-a", metavar="PYTHON", help="--confirm: the baseline's interpreter; {commit} in it "
-                   "is replaced by each flag's baseline commit, e.g. \"$HOME/venvs/{commit}/bin/python\"")
+    k.add_argument(
+        "--confirm",
+        action="store_true",
+        help="re-measure flagged cases with ab (--confirm-a/--confirm-b) before failing",
+    )
+    k.add_argument(
+        "--confirm-a",
+        metavar="PYTHON",
+        help="--confirm: the baseline's interpreter; {commit} in it "
+        'is replaced by each flag\'s baseline commit, e.g. "$HOME/venvs/{commit}/bin/python"',
+    )
     k.add_argument("--confirm-b", metavar="PYTHON", help="--confirm: the candidate's interpreter (tonight's venv)")
     k.add_argument("--confirm-rounds", type=_positive_int, default=7, help="--confirm: paired rounds (default 7)")
-    k.add_argument("--confirm-out", metavar="DIR", default="results",
-                   help="--confirm: root for the ab records and logs (default results: results/ab/…)")
+    k.add_argument(
+        "--confirm-out",
+        metavar="DIR",
+        default="results",
+        help="--confirm: root for the ab records and logs (default results: results/ab/…)",
+    )
 
-    ab = sub.add_parser("ab", help="the confirm step: each case alternately under interpreters A and B, "
-                                   "paired rounds, a verdict (exit 1 on a regression)")
+    ab = sub.add_parser(
+        "ab",
+        help="the confirm step: each case alternately under interpreters A and B, "
+        "paired rounds, a verdict (exit 1 on a regression)",
+    )
     ab.add_argument("suite", metavar="SUITE", help="suite YAML")
-    ab.add_argument("--a", required=True, metavar="PYTHON",
-                    help="baseline interpreter, e.g. /old/venv/bin/python or \"FLAG=1 /old/venv/bin/python\"")
+    ab.add_argument(
+        "--a",
+        required=True,
+        metavar="PYTHON",
+        help='baseline interpreter, e.g. /old/venv/bin/python or "FLAG=1 /old/venv/bin/python"',
+    )
     ab.add_argument("--b", required=True, metavar="PYTHON", help="candidate interpreter (as --a)")
     ab.add_argument("--a-env", action="append", default=[], metavar="K=V", help="environment for A (repeatable)")
     ab.add_argument("--b-env", action="append", default=[], metavar="K=V", help="environment for B (repeatable)")
     ab.add_argument("--rounds", type=_positive_int, default=5, help="paired rounds per case (default 5)")
-    ab.add_argument("--threshold", type=_threshold, default=0.05,
-                    help="practical floor (default 5%%): a verdict needs half of it")
+    ab.add_argument(
+        "--threshold", type=_threshold, default=0.05, help="practical floor (default 5%%): a verdict needs half of it"
+    )
     ab.add_argument("--alpha", type=_threshold, default=0.01, help="significance of the paired test (default 0.01)")
     ab.add_argument("--filter", action="append", default=[], metavar="EXPR", help="as in run; repeat for OR")
     ab.add_argument("--out", default="results", help="root for results/ab/<stamp>/ (records, logs, ab.json)")
@@ -173,8 +213,9 @@ def _load(ref: str, store, suite):
     if Path(ref).exists():
         return load_run_dir(ref)
     if store is None:
-        raise UserError(f"{ref}: no such run directory (store references like 'latest' need --store or "
-                        f"results/history.db)")
+        raise UserError(
+            f"{ref}: no such run directory (store references like 'latest' need --store or results/history.db)"
+        )
     return store.load_run(store.resolve(ref, suite))
 
 
@@ -195,11 +236,15 @@ def cmd_compare(args) -> int:
         if store is not None:
             store.close()
     if cmp.context_diff:
-        _err("warning: the runs' contexts differ, verdicts may reflect the machine, not the change: " + "; ".join(
-            f"{k}: {a} → {b}" for k, (a, b) in cmp.context_diff.items()))
+        _err(
+            "warning: the runs' contexts differ, verdicts may reflect the machine, not the change: "
+            + "; ".join(f"{k}: {a} → {b}" for k, (a, b) in cmp.context_diff.items())
+        )
     if not any(r.confirmed for r in cmp.rows if r.ratio is not None) and cmp.rows:
-        _err("note: no history for these series and single-process records: verdicts use the within-run spread ×3 "
-             "and are unconfirmed")
+        _err(
+            "note: no history for these series and single-process records: verdicts use the within-run spread ×3 "
+            "and are unconfirmed"
+        )
     if args.json:
         print(json.dumps(cmp.to_dict(), indent=2))
     elif args.markdown:
@@ -214,8 +259,7 @@ def cmd_compare(args) -> int:
 def _case_matches(label: str, case_id: str, pattern: str | None) -> bool:
     import fnmatch
 
-    return (pattern is None or pattern in label or case_id == pattern
-            or fnmatch.fnmatchcase(label, pattern))
+    return pattern is None or pattern in label or case_id == pattern or fnmatch.fnmatchcase(label, pattern)
 
 
 def _persist(text: str) -> tuple[int, int]:
@@ -244,20 +288,36 @@ def cmd_history(args) -> int:
                 continue
             rows = s.series(ser["case_id"], ser["context"], limit=None if suite_runs is not None else args.window)
             if suite_runs is not None:
-                rows = [r for r in rows if r["run_id"] in suite_runs][-args.window:]
-            out.append(gate.summarize_series(ser["case_id"], ser["context"], ser["label"], args.metric,
-                                                rows, args.threshold, change_points=cps, alerts=True,
-                                                persist_k=k, persist_m=m, window=args.window))
+                rows = [r for r in rows if r["run_id"] in suite_runs][-args.window :]
+            out.append(
+                gate.summarize_series(
+                    ser["case_id"],
+                    ser["context"],
+                    ser["label"],
+                    args.metric,
+                    rows,
+                    args.threshold,
+                    change_points=cps,
+                    alerts=True,
+                    persist_k=k,
+                    persist_m=m,
+                    window=args.window,
+                )
+            )
     finally:
         s.close()
     if not out:
-        raise UserError("history: no series match" + (f" --case {args.case!r}" if args.case else "")
-                        + (f" in suite {args.suite!r}" if args.suite else ""))
+        raise UserError(
+            "history: no series match"
+            + (f" --case {args.case!r}" if args.case else "")
+            + (f" in suite {args.suite!r}" if args.suite else "")
+        )
     if args.report:
         from benchbench.report.history import write_report
 
-        path = write_report(args.report, out, f"benchbench history: {args.metric}"
-                            + (f" (suite {args.suite})" if args.suite else ""))
+        path = write_report(
+            args.report, out, f"benchbench history: {args.metric}" + (f" (suite {args.suite})" if args.suite else "")
+        )
         _err(f"history report: {path}")
     if args.json:
         from dataclasses import asdict
@@ -269,18 +329,43 @@ def cmd_history(args) -> int:
     from benchbench.cli import display
 
     t = Table(title=f"history: {args.metric} per series (threshold {args.threshold:.0%})")
-    for col in ("case", "context", "runs", "median", "latest", "between-run CV", "min. detectable change",
-                "change points", "note"):
+    for col in (
+        "case",
+        "context",
+        "runs",
+        "median",
+        "latest",
+        "between-run CV",
+        "min. detectable change",
+        "change points",
+        "note",
+    ):
         t.add_column(col)
     for x in out:
         cv = "—" if x.between_run_cv is None else f"{x.between_run_cv:.1%}"
         mdc = "—" if x.min_detectable_change is None else f"{x.min_detectable_change:.1%}"
-        note = ("too noisy to gate at the threshold" if x.too_noisy
-                else "fewer than 3 runs" if x.between_run_cv is None else "")
-        cps = ", ".join(f"×{c['ratio']:.3f} at {(c['commit'] or c['run_id'] or '?')[:10]}"
-                        for c in x.change_points) or "—"
-        t.add_row(x.label, x.context[:8], str(x.runs), compare.fmt_value(x.metric, x.median),
-                  compare.fmt_value(x.metric, x.latest), cv, mdc, cps, note)
+        note = (
+            "too noisy to gate at the threshold"
+            if x.too_noisy
+            else "fewer than 3 runs"
+            if x.between_run_cv is None
+            else ""
+        )
+        cps = (
+            ", ".join(f"×{c['ratio']:.3f} at {(c['commit'] or c['run_id'] or '?')[:10]}" for c in x.change_points)
+            or "—"
+        )
+        t.add_row(
+            x.label,
+            x.context[:8],
+            str(x.runs),
+            compare.fmt_value(x.metric, x.median),
+            compare.fmt_value(x.metric, x.latest),
+            cv,
+            mdc,
+            cps,
+            note,
+        )
     display.console(sys.stdout).print(t)
     return EXIT_OK
 
@@ -289,13 +374,22 @@ def cmd_check(args) -> int:
 
     k, m = _persist(args.persist or ("2/4" if args.confirm else "2/3"))
     if args.confirm and not (args.confirm_a and args.confirm_b):
-        raise UserError("--confirm needs --confirm-a PYTHON (the baseline's environment) and "
-                        "--confirm-b PYTHON (the candidate's)")
+        raise UserError(
+            "--confirm needs --confirm-a PYTHON (the baseline's environment) and --confirm-b PYTHON (the candidate's)"
+        )
     s = _open(args.store, "check")
     try:
         run_id = s.resolve(args.run or "latest", args.suite)
-        rows = gate.check_latest(s, run_id, threshold=args.threshold, window=args.window,
-                                    persist_k=k, persist_m=m, fdr=args.fdr, confirm=args.confirm)
+        rows = gate.check_latest(
+            s,
+            run_id,
+            threshold=args.threshold,
+            window=args.window,
+            persist_k=k,
+            persist_m=m,
+            fdr=args.fdr,
+            confirm=args.confirm,
+        )
         if args.confirm:
             confirm_flagged(s, run_id, rows, args)
     finally:
@@ -316,9 +410,11 @@ def cmd_check(args) -> int:
         for commit, rs in by_commit.items():
             print(f"regressions at {commit}:")
             for r in rs:
-                print(f"  {r.label} {r.metric}: {r.change:+.1%} worse than the baseline "
-                      f"(p={r.p:.2g}, {r.persistent}/{m} recent runs; baseline commit "
-                      f"{r.baseline_commit or 'unknown'})" + (f"; {r.confirm}" if r.confirm else ""))
+                print(
+                    f"  {r.label} {r.metric}: {r.change:+.1%} worse than the baseline "
+                    f"(p={r.p:.2g}, {r.persistent}/{m} recent runs; baseline commit "
+                    f"{r.baseline_commit or 'unknown'})" + (f"; {r.confirm}" if r.confirm else "")
+                )
         for r in rows:
             if r.verdict == "not confirmed":
                 print(f"  not confirmed by ab: {r.label} {r.metric} ({r.change:+.1%} in the screen; {r.confirm})")
@@ -348,9 +444,18 @@ def cmd_ab(args) -> int:
         ab.probe_side(side, extra_paths)
     if a.describe() == b.describe():
         _err("note: A and B are the same command: expect unchanged (an A/A test of the machine's noise)")
-    res = ab.run_ab(cases, a, b, rounds=args.rounds, out_dir=ab.new_out_dir(args.out), extra_paths=extra_paths,
-                    threshold=args.threshold, alpha=args.alpha, skip_reason=probe.skip_reason,
-                    on_round=_ab_progress)
+    res = ab.run_ab(
+        cases,
+        a,
+        b,
+        rounds=args.rounds,
+        out_dir=ab.new_out_dir(args.out),
+        extra_paths=extra_paths,
+        threshold=args.threshold,
+        alpha=args.alpha,
+        skip_reason=probe.skip_reason,
+        on_round=_ab_progress,
+    )
     return _print_ab(res, args)
 
 
@@ -403,19 +508,32 @@ def confirm_flagged(store, run_id: str, rows, args) -> None:
         for side in (a, b):
             ab.probe_side(side, extra)
         cases = [Case.from_dict(by_id[cid].case) for cid in dict.fromkeys(r.case_id for r in group)]
-        _err(f"confirm: {len(cases)} flagged case(s), {args.confirm_rounds} paired rounds of "
-             f"A ({a.describe()}) and B ({b.describe()})")
-        res = ab.run_ab(cases, a, b, rounds=args.confirm_rounds, out_dir=ab.new_out_dir(args.confirm_out),
-                        extra_paths=extra, threshold=args.threshold, skip_reason=probe.skip_reason,
-                        on_round=_ab_progress)
+        _err(
+            f"confirm: {len(cases)} flagged case(s), {args.confirm_rounds} paired rounds of "
+            f"A ({a.describe()}) and B ({b.describe()})"
+        )
+        res = ab.run_ab(
+            cases,
+            a,
+            b,
+            rounds=args.confirm_rounds,
+            out_dir=ab.new_out_dir(args.confirm_out),
+            extra_paths=extra,
+            threshold=args.threshold,
+            skip_reason=probe.skip_reason,
+            on_round=_ab_progress,
+        )
         verdicts = {(r.case_id, r.metric): r for r in res.rows}
         for row in group:
             got = verdicts.get((row.case_id, row.metric)) or verdicts.get((row.case_id, "*"))
             if got is None or got.verdict == "failed":
                 row.confirm = "confirm could not measure: " + (got.note if got else "case skipped")
                 continue  # cannot re-measure: the screen's verdict stands
-            row.confirm = (f"ab {got.verdict}: B/A {got.ratio:.3f}, p={got.p:.2g}, {res.rounds} rounds"
-                           if got.ratio is not None else f"ab {got.verdict}: {got.note}")
+            row.confirm = (
+                f"ab {got.verdict}: B/A {got.ratio:.3f}, p={got.p:.2g}, {res.rounds} rounds"
+                if got.ratio is not None
+                else f"ab {got.verdict}: {got.note}"
+            )
             if got.verdict != "regressed":
                 row.verdict = "not confirmed"
         _err(f"confirm records and logs: {res.out_dir}")
@@ -434,8 +552,10 @@ def store_after_run(url: str, run_dir) -> bool:
             s.close()
     except Exception as e:  # noqa: BLE001 - the run is on disk whatever happens here
         detail = (str(e).strip().splitlines() or [""])[0]
-        _err(f"not stored ({type(e).__name__}: {detail}); the run is kept: "
-             f"benchbench store import {run_dir} --store {url}")
+        _err(
+            f"not stored ({type(e).__name__}: {detail}); the run is kept: "
+            f"benchbench store import {run_dir} --store {url}"
+        )
         return False
     _err(f"stored {added} records in {s.display_url}")
     return True

@@ -23,7 +23,6 @@ def add_parsers(sub) -> None:
     d.add_argument("--json", action="store_true", help="print the inventory as JSON")
 
 
-
 def cmd_validate(args) -> int:
     from benchbench.suite.schema import load_suite
 

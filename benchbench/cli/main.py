@@ -33,9 +33,17 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cli_run.cmd_run, "validate": cli_info.cmd_validate, "list": cli_info.cmd_list,
-                "schema": cli_info.cmd_schema, "devices": cli_info.cmd_devices, "report": cli_report.cmd_report, "profile": cli_profile.cmd_profile, **cli_history.COMMANDS,
-                **cli_data.COMMANDS}[args.command](args)
+        return {
+            "run": cli_run.cmd_run,
+            "validate": cli_info.cmd_validate,
+            "list": cli_info.cmd_list,
+            "schema": cli_info.cmd_schema,
+            "devices": cli_info.cmd_devices,
+            "report": cli_report.cmd_report,
+            "profile": cli_profile.cmd_profile,
+            **cli_history.COMMANDS,
+            **cli_data.COMMANDS,
+        }[args.command](args)
     except UserError as e:
         for line in e.problems:
             _err(line)

@@ -15,8 +15,12 @@ from benchbench.errors import EXIT_CASES_FAILED, EXIT_INTERRUPTED, EXIT_OK, User
 def add_parser(sub) -> None:
     p = sub.add_parser("profile", help="run one case of a suite with profiling on: top ops by self time, a trace")
     p.add_argument("suite", help="suite YAML")
-    p.add_argument("--case", required=True, metavar="ID",
-                   help="the case: its case_id (or a unique prefix of it) or its label, as `run --dry-run` shows")
+    p.add_argument(
+        "--case",
+        required=True,
+        metavar="ID",
+        help="the case: its case_id (or a unique prefix of it) or its label, as `run --dry-run` shows",
+    )
     p.add_argument("--out", default="results", help="root directory for the run directory (default: results)")
 
 

@@ -15,29 +15,51 @@ def add_parser(sub) -> None:
     r = sub.add_parser("run", help="run a suite: records, environment and a summary in a run directory")
     r.add_argument("suite", nargs="?", help="suite YAML (optional with --resume: the run's own copy is used)")
     r.add_argument("--out", default="results", help="root directory for run directories (default: results)")
-    r.add_argument("--filter", action="append", default=[], metavar="EXPR",
-                   help="key=glob[,key=glob] (keys: framework model batch_size device mode variant case_id) "
-                        "or a substring of the case label; repeat for OR")
+    r.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="key=glob[,key=glob] (keys: framework model batch_size device mode variant case_id) "
+        "or a substring of the case label; repeat for OR",
+    )
     r.add_argument("--dry-run", action="store_true", help="print the expanded cases and what would be skipped")
     r.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run: only its missing cases run")
     r.add_argument("--strict", action="store_true", help="exit 1 when any case failed or was skipped")
     r.add_argument("--json", action="store_true", help="print the records as JSON lines on stdout")
-    r.add_argument("--verbose", action="store_true",
-                   help="copy each case's worker log (framework start-up lines, tracebacks) to stderr")
-    r.add_argument("--store", metavar="URL", help="after the run, append it to this history store "
-                   "(sqlite:///FILE, postgresql://…, or a file path)")
-    r.add_argument("--executor", choices=["local", "ray", "submitit"], default="local",
-                   help="local: one worker subprocess at a time here (default); ray: each case a Ray task; "
-                        "submitit: each case a submitit job (Slurm, or local)")
-    r.add_argument("--address", metavar="auto|HOST:PORT",
-                   help="ray: the cluster to join (default: start a local Ray instance)")
+    r.add_argument(
+        "--verbose",
+        action="store_true",
+        help="copy each case's worker log (framework start-up lines, tracebacks) to stderr",
+    )
+    r.add_argument(
+        "--store",
+        metavar="URL",
+        help="after the run, append it to this history store (sqlite:///FILE, postgresql://…, or a file path)",
+    )
+    r.add_argument(
+        "--executor",
+        choices=["local", "ray", "submitit"],
+        default="local",
+        help="local: one worker subprocess at a time here (default); ray: each case a Ray task; "
+        "submitit: each case a submitit job (Slurm, or local)",
+    )
+    r.add_argument(
+        "--address", metavar="auto|HOST:PORT", help="ray: the cluster to join (default: start a local Ray instance)"
+    )
     r.add_argument("--retry-lost", action="store_true", help="ray: run a case lost with its node/worker once more")
-    r.add_argument("--ray-resources", metavar="JSON",
-                   help='ray: extra resources every case asks for, e.g. \'{"special": 1}\'')
-    r.add_argument("--submitit-cluster", choices=["local", "slurm"],
-                   help="submitit: where jobs run (default: Slurm when sbatch is found, else local)")
+    r.add_argument(
+        "--ray-resources", metavar="JSON", help="ray: extra resources every case asks for, e.g. '{\"special\": 1}'"
+    )
+    r.add_argument(
+        "--submitit-cluster",
+        choices=["local", "slurm"],
+        help="submitit: where jobs run (default: Slurm when sbatch is found, else local)",
+    )
     r.add_argument("--slurm-partition", metavar="NAME", help="submitit: the Slurm partition")
-    r.add_argument("--slurm-params", metavar="JSON", help='submitit: more slurm_* parameters, e.g. \'{"slurm_account": "x"}\'')
+    r.add_argument(
+        "--slurm-params", metavar="JSON", help='submitit: more slurm_* parameters, e.g. \'{"slurm_account": "x"}\''
+    )
 
 
 def cmd_run(args) -> int:
@@ -53,8 +75,10 @@ def cmd_run(args) -> int:
         if args.suite:
             given = load_suite(args.suite)
             if given.content_hash != suite.content_hash:
-                raise UserError(f"{args.suite} differs from the suite that {run_dir} ran; "
-                                f"--resume uses {suite_path} (omit SUITE or pass that file)")
+                raise UserError(
+                    f"{args.suite} differs from the suite that {run_dir} ran; "
+                    f"--resume uses {suite_path} (omit SUITE or pass that file)"
+                )
         by_id = {c.case_id: c for c in suite.cases}
         cases = [by_id[i] for i in planned if i in by_id]
         if args.filter:
@@ -104,8 +128,7 @@ def cmd_run(args) -> int:
 
     with progress:
         try:
-            result = runner.run(suite, cases, run_dir, on_start=progress.start, on_record=on_record,
-                                executor=executor)
+            result = runner.run(suite, cases, run_dir, on_start=progress.start, on_record=on_record, executor=executor)
         finally:
             executor.close()
 

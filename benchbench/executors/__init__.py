@@ -18,8 +18,9 @@ OnStart = Callable[[int, int, Case], None]
 
 
 class Executor(Protocol):
-    def run_many(self, cases: list[Case], run_dir: Path, extra_paths: list[str],
-                 on_start: OnStart | None = None) -> Iterator[Record]:
+    def run_many(
+        self, cases: list[Case], run_dir: Path, extra_paths: list[str], on_start: OnStart | None = None
+    ) -> Iterator[Record]:
         """Run each case in a fresh worker process; yield one record per case (ok, failed or
         skipped: never an exception for a case), in completion order, each with its log in
         ``run_dir/logs``. Closing the iterator (or an exception such as KeyboardInterrupt

@@ -92,9 +92,14 @@ class WorkerServer:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "ab")
         t0 = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "benchbench.worker.server", framework],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchbench.worker.server", framework],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            start_new_session=True,
+        )
         self._buf = b""
         self._exits: dict[int, int] = {}
         self._next_id = 0
@@ -129,8 +134,15 @@ class WorkerServer:
 
     def start(self, case_path: Path, result_path: Path, log_path: Path, env: dict) -> int:
         self._next_id += 1
-        req = {"id": self._next_id, "case": str(case_path), "result": str(result_path), "log": str(log_path),
-               "env": env, "cwd": os.getcwd(), "paths": [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]}
+        req = {
+            "id": self._next_id,
+            "case": str(case_path),
+            "result": str(result_path),
+            "log": str(log_path),
+            "env": env,
+            "cwd": os.getcwd(),
+            "paths": [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p],
+        }
         self.proc.stdin.write((json.dumps(req) + "\n").encode())
         self.proc.stdin.flush()
         msg = self._read(lambda m: m.get("started") == req["id"], 60.0)
@@ -148,8 +160,11 @@ class WorkerServer:
             # gone without its exit message (never expected): wait briefly for it, then say so
             self._read(lambda m: m.get("exit") == pid, 2.0)
             if pid not in self._exits:
-                print(f"benchbench: worker {pid} ended without its exit status from the fork server",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"benchbench: worker {pid} ended without its exit status from the fork server",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return 1
         return self._exits.pop(pid, None)
 
@@ -217,9 +232,15 @@ def forkable(case: Case) -> str | None:
     return None
 
 
-def run_case(case: Case, work_dir: Path, log_path: Path, extra_paths: list[str] = (),
-             python: list[str] | None = None, env: dict | None = None,
-             server: WorkerServer | None = None) -> Record:
+def run_case(
+    case: Case,
+    work_dir: Path,
+    log_path: Path,
+    extra_paths: list[str] = (),
+    python: list[str] | None = None,
+    env: dict | None = None,
+    server: WorkerServer | None = None,
+) -> Record:
     """Run ``case`` in a fresh worker process: forked from ``server`` when given, else a new
     interpreter (``python``: another one, as ``ab`` does, with ``env`` added);
     KeyboardInterrupt kills the worker and propagates."""
@@ -236,14 +257,16 @@ def run_case(case: Case, work_dir: Path, log_path: Path, extra_paths: list[str] 
         if server is not None:
             handle: _Spawned | _Forked = _Forked(server, server.start(case_path, result_path, log_path, worker_env_))
         else:
-            handle = _Spawned(subprocess.Popen(
-                [*(python or [sys.executable]), "-m", "benchbench.worker", str(case_path), str(result_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=worker_env_,
-                start_new_session=True,  # its own process group: killed as a whole, no stray Ctrl-C
-            ))
+            handle = _Spawned(
+                subprocess.Popen(
+                    [*(python or [sys.executable]), "-m", "benchbench.worker", str(case_path), str(result_path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=worker_env_,
+                    start_new_session=True,  # its own process group: killed as a whole, no stray Ctrl-C
+                )
+            )
         try:
             ps = psutil.Process(handle.pid)
         except psutil.Error:
@@ -301,9 +324,13 @@ class LocalExecutor:
     default executor). ``run_case``, ``skip_reason`` and ``sleep`` are the real ones unless
     a test passes its own."""
 
-    def __init__(self, *, run_case: Callable[..., Record] | None = None,
-                 skip_reason: Callable[[Case], str | None] | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        *,
+        run_case: Callable[..., Record] | None = None,
+        skip_reason: Callable[[Case], str | None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         from benchbench import probe
 
         self._run_case = run_case or globals()["run_case"]
@@ -333,16 +360,22 @@ class LocalExecutor:
             self.server_notes[fw] = "the fork server died; later cases spawn"
         return server
 
-    def run_many(self, cases: list[Case], run_dir: Path, extra_paths: list[str],
-                 on_start: Callable[[int, int, Case], None] | None = None) -> Iterator[Record]:
+    def run_many(
+        self,
+        cases: list[Case],
+        run_dir: Path,
+        extra_paths: list[str],
+        on_start: Callable[[int, int, Case], None] | None = None,
+    ) -> Iterator[Record]:
         ran_one = False  # a cool-down (settings.cooldown_s) only follows a case that ran
         for i, case in enumerate(cases, 1):
             if on_start:
                 on_start(i, len(cases), case)
             reason = self._skip_reason(case)
             if reason is not None:
-                yield Record(case=case.to_dict(), status="skipped", reason=reason, started_at=utc_now(),
-                             ended_at=utc_now())
+                yield Record(
+                    case=case.to_dict(), status="skipped", reason=reason, started_at=utc_now(), ended_at=utc_now()
+                )
                 continue
             if ran_one and case.settings.cooldown_s > 0:
                 self._sleep(case.settings.cooldown_s)  # a hot device draws more: let it cool

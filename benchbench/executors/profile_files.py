@@ -58,5 +58,5 @@ def land(record: Record, packed: dict | None, run_dir: Path) -> Record:
     src = packed["dir"].rstrip(os.sep) + os.sep
     for key, value in prof.items():
         if isinstance(value, str) and value.startswith(src):
-            prof[key] = str(dest / value[len(src):])
+            prof[key] = str(dest / value[len(src) :])
     return record

@@ -88,8 +88,10 @@ def _placement_problem(case: Case, req: dict, nodes: list[dict]) -> str | None:
     """Why no live node of the cluster could ever take ``case`` (None: some node can)."""
     device = case.device
     if device.startswith("cuda:"):
-        return (f"device {device} names a GPU index; under --executor ray Ray assigns the GPU "
-                f"(CUDA_VISIBLE_DEVICES): use device: cuda")
+        return (
+            f"device {device} names a GPU index; under --executor ray Ray assigns the GPU "
+            f"(CUDA_VISIBLE_DEVICES): use device: cuda"
+        )
     alive = [n for n in nodes if n.get("Alive")]
     if any(_node_can_take(n, req) for n in alive):
         return None
@@ -124,8 +126,9 @@ class RayExecutor:
 
             handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
             try:
-                ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING,
-                         log_to_driver=False)
+                ray.init(
+                    address=self.address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False
+                )
             except (ConnectionError, ValueError, RuntimeError) as e:
                 where = self.address or "a new local instance"
                 raise UserError(f"--executor ray: cannot start or reach Ray at {where}: {e}") from None
@@ -151,8 +154,13 @@ class RayExecutor:
         run_dir = log_path.parent.parent
         return next(iter(self.run_many([case], run_dir, list(extra_paths))))
 
-    def run_many(self, cases: list[Case], run_dir: Path, extra_paths: list[str],
-                 on_start: Callable[[int, int, Case], None] | None = None) -> Iterator[Record]:
+    def run_many(
+        self,
+        cases: list[Case],
+        run_dir: Path,
+        extra_paths: list[str],
+        on_start: Callable[[int, int, Case], None] | None = None,
+    ) -> Iterator[Record]:
         """Submit every case, yield records in completion order. Each yielded record's log
         is already in ``run_dir/logs``. Closing the iterator (or an exception such as
         KeyboardInterrupt while waiting) cancels what has not finished."""
@@ -172,15 +180,28 @@ class RayExecutor:
                 req = case_resources(case, self.resources, node_cpus)
                 problem = _placement_problem(case, req, nodes)
                 if problem is not None:
-                    yield self._finish(Record(case=case.to_dict(), status="skipped", reason=problem,
-                                              started_at=utc_now(), ended_at=utc_now()), "", run_dir)
+                    yield self._finish(
+                        Record(
+                            case=case.to_dict(),
+                            status="skipped",
+                            reason=problem,
+                            started_at=utc_now(),
+                            ended_at=utc_now(),
+                        ),
+                        "",
+                        run_dir,
+                    )
                     continue
 
                 def submit(case=case, req=req):
-                    return task.options(num_cpus=req["num_cpus"], num_gpus=req["num_gpus"],
-                                        resources=req["resources"] or None, max_retries=0,
-                                        retry_exceptions=False, name=f"benchbench {case.label}",
-                                        ).remote(case.to_dict(), list(extra_paths))
+                    return task.options(
+                        num_cpus=req["num_cpus"],
+                        num_gpus=req["num_gpus"],
+                        resources=req["resources"] or None,
+                        max_retries=0,
+                        retry_exceptions=False,
+                        name=f"benchbench {case.label}",
+                    ).remote(case.to_dict(), list(extra_paths))
 
                 # retries are the driver's (not Ray's max_retries), so the record can say how many
                 pending[submit()] = (case, utc_now(), time.monotonic(), submit, req, [])
@@ -196,16 +217,27 @@ class RayExecutor:
                     try:
                         rec_dict, log, traces = ray.get(ref)
                         record = profiles.land(Record.from_dict(rec_dict), traces, run_dir)
-                    except (rex.WorkerCrashedError, rex.NodeDiedError, rex.OwnerDiedError,
-                            rex.ObjectLostError, rex.RaySystemError, rex.RayTaskError,
-                            rex.TaskCancelledError) as e:
+                    except (
+                        rex.WorkerCrashedError,
+                        rex.NodeDiedError,
+                        rex.OwnerDiedError,
+                        rex.ObjectLostError,
+                        rex.RaySystemError,
+                        rex.RayTaskError,
+                        rex.TaskCancelledError,
+                    ) as e:
                         retriable = not isinstance(e, (rex.RayTaskError, rex.TaskCancelledError))
                         if retriable and self.retry_lost and not lost:
                             lost.append(_lost_reason(e, False).split("; not retried")[0])
                             pending[submit()] = (case, started, t0, submit, req, lost)
                             continue
-                        record = Record(case=case.to_dict(), status="failed", started_at=started,
-                                        ended_at=utc_now(), reason=_lost_reason(e, bool(lost)))
+                        record = Record(
+                            case=case.to_dict(),
+                            status="failed",
+                            started_at=started,
+                            ended_at=utc_now(),
+                            reason=_lost_reason(e, bool(lost)),
+                        )
                         record.duration_s = time.monotonic() - t0
                         log = f"benchbench (ray driver): {record.reason}\n{e}\n"
                     record.runtime["attempts"] = len(lost) + 1
@@ -258,10 +290,14 @@ def from_args(address: str | None, retry_lost: bool, resources_json: str | None)
         try:
             resources = json.loads(resources_json)
         except json.JSONDecodeError as e:
-            raise UserError(f"--ray-resources {resources_json!r}: not JSON ({e.msg}); e.g. '{{\"special\": 1}}'") from None
+            raise UserError(
+                f"--ray-resources {resources_json!r}: not JSON ({e.msg}); e.g. '{{\"special\": 1}}'"
+            ) from None
         if not isinstance(resources, dict) or not all(
-                isinstance(k, str) and isinstance(v, (int, float)) and v > 0 for k, v in resources.items()):
-            raise UserError(f"--ray-resources {resources_json!r}: must be an object of resource name → "
-                            f"positive number, e.g. '{{\"special\": 1}}'")
+            isinstance(k, str) and isinstance(v, (int, float)) and v > 0 for k, v in resources.items()
+        ):
+            raise UserError(
+                f"--ray-resources {resources_json!r}: must be an object of resource name → "
+                f"positive number, e.g. '{{\"special\": 1}}'"
+            )
     return RayExecutor(address, retry_lost=retry_lost, resources=resources)
-

@@ -43,14 +43,17 @@ def node_facts(with_ray: bool = True) -> dict:
         facts["ray_node_ip"] = ray.util.get_node_ip_address()
         facts["ray_gpu_ids"] = [str(g) for g in ray.get_gpu_ids()]
         facts["accelerator_ids"] = {k: list(v) for k, v in ctx.get_accelerator_ids().items() if v}
-        facts["ray_node_resources"] = next((n.get("Resources") for n in ray.nodes()
-                                            if n.get("NodeID") == facts["ray_node_id"]), None)
+        facts["ray_node_resources"] = next(
+            (n.get("Resources") for n in ray.nodes() if n.get("NodeID") == facts["ray_node_id"]), None
+        )
         held = ctx.get_assigned_resources()
         facts["ray_assigned_resources"] = held
         total = (facts["ray_node_resources"] or {}).get("CPU")
         if total and held.get("CPU", 0) < total:
-            facts["cpu_note"] = (f"this case held {held.get('CPU', 0):g} of the node's {total:g} Ray CPUs: "
-                                 f"other tasks may have run on this node at the same time")
+            facts["cpu_note"] = (
+                f"this case held {held.get('CPU', 0):g} of the node's {total:g} Ray CPUs: "
+                f"other tasks may have run on this node at the same time"
+            )
     except Exception as e:  # facts are a bonus; never lose a record for them
         facts["ray_error"] = f"{type(e).__name__}: {e}"
     return facts
@@ -84,9 +87,13 @@ shutil.rmtree(tmp, ignore_errors=True)
 def _start_reaper(case_path: Path, tmp: Path):
     import subprocess
 
-    return subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid()), str(case_path), str(tmp)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", _REAPER, str(os.getpid()), str(case_path), str(tmp)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def run_on_node(case_dict: dict, extra_paths: list[str], with_ray: bool = True) -> tuple[dict, str, dict | None]:
@@ -102,8 +109,13 @@ def run_on_node(case_dict: dict, extra_paths: list[str], with_ray: bool = True) 
     try:
         reason = probe.skip_reason(case)  # this node's devices, not the driver's
         if reason is not None:
-            record = Record(case=case.to_dict(), status="skipped", reason=f"{reason} (on this node)",
-                            started_at=utc_now(), ended_at=utc_now())
+            record = Record(
+                case=case.to_dict(),
+                status="skipped",
+                reason=f"{reason} (on this node)",
+                started_at=utc_now(),
+                ended_at=utc_now(),
+            )
             record.host = socket.gethostname()
             log = ""
         else:

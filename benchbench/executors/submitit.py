@@ -43,8 +43,12 @@ def job_parameters(case: Case, partition: str | None = None, extra: dict | None 
     kind = case.device.split(":", 1)[0]
     res = case.settings.resources or {}
     factor = 2 if case.devices > 1 else 1  # a data-parallel case also measures its one-device run
-    p: dict = {"name": f"benchbench-{case.case_id}", "nodes": 1, "tasks_per_node": 1,
-               "timeout_min": math.ceil(factor * case.settings.timeout / 60) + 5}
+    p: dict = {
+        "name": f"benchbench-{case.case_id}",
+        "nodes": 1,
+        "tasks_per_node": 1,
+        "timeout_min": math.ceil(factor * case.settings.timeout / 60) + 5,
+    }
     if kind == "cuda":
         p["gpus_per_node"] = int(res.get("num_gpus") or case.devices)
     cpus = res.get("num_cpus") or case.threads
@@ -77,8 +81,13 @@ def _reason(job, e: BaseException) -> str:
 class SubmititExecutor:
     """Runs cases as submitit jobs (``cluster``: None = submitit's auto-detection)."""
 
-    def __init__(self, cluster: str | None = None, partition: str | None = None,
-                 slurm_params: dict | None = None, poll_s: float = POLL_S):
+    def __init__(
+        self,
+        cluster: str | None = None,
+        partition: str | None = None,
+        slurm_params: dict | None = None,
+        poll_s: float = POLL_S,
+    ):
         self.cluster, self.partition = cluster, partition
         self.slurm_params = dict(slurm_params or {})
         self.poll_s = poll_s
@@ -99,8 +108,13 @@ class SubmititExecutor:
     def run_case(self, case: Case, work_dir: Path, log_path: Path, extra_paths: list[str] = ()) -> Record:
         return next(iter(self.run_many([case], log_path.parent.parent, list(extra_paths))))
 
-    def run_many(self, cases: list[Case], run_dir: Path, extra_paths: list[str],
-                 on_start: Callable[[int, int, Case], None] | None = None) -> Iterator[Record]:
+    def run_many(
+        self,
+        cases: list[Case],
+        run_dir: Path,
+        extra_paths: list[str],
+        on_start: Callable[[int, int, Case], None] | None = None,
+    ) -> Iterator[Record]:
         from benchbench.executors.remote import run_on_node
 
         ex = self._executor(run_dir / "submitit")
@@ -132,8 +146,9 @@ class SubmititExecutor:
             rec_dict, log, traces = job.result()
             record = profiles.land(Record.from_dict(rec_dict), traces, run_dir)
         except Exception as e:  # FailedJobError, UncompletedJobError: killed, timed out, node lost
-            record = Record(case=case.to_dict(), status="failed", started_at=started, ended_at=utc_now(),
-                            reason=_reason(job, e))
+            record = Record(
+                case=case.to_dict(), status="failed", started_at=started, ended_at=utc_now(), reason=_reason(job, e)
+            )
             record.duration_s = time.monotonic() - t0
             log = f"benchbench (submitit driver): {record.reason}\n{e}\n"
         path = run_dir / "logs" / f"{record.case_id}.log"
@@ -170,8 +185,12 @@ def from_args(cluster: str | None, partition: str | None, params_json: str | Non
         try:
             params = json.loads(params_json)
         except json.JSONDecodeError as e:
-            raise UserError(f"--slurm-params {params_json!r}: not JSON ({e.msg}); e.g. '{{\"slurm_account\": \"x\"}}'") from None
+            raise UserError(
+                f'--slurm-params {params_json!r}: not JSON ({e.msg}); e.g. \'{{"slurm_account": "x"}}\''
+            ) from None
         if not isinstance(params, dict) or not all(isinstance(k, str) and k.startswith("slurm_") for k in params):
-            raise UserError(f"--slurm-params {params_json!r}: must be an object of slurm_* submitit parameters, "
-                            f"e.g. '{{\"slurm_account\": \"x\"}}'")
+            raise UserError(
+                f"--slurm-params {params_json!r}: must be an object of slurm_* submitit parameters, "
+                f'e.g. \'{{"slurm_account": "x"}}\''
+            )
     return SubmititExecutor(cluster, partition, params)

@@ -16,7 +16,20 @@ import psutil
 
 import benchbench
 
-PACKAGES = ("benchbench", "torch", "torchvision", "timm", "numpy", "pandas", "pydantic", "psutil", "tensorflow", "tensorflow-cpu", "keras", "plotly")
+PACKAGES = (
+    "benchbench",
+    "torch",
+    "torchvision",
+    "timm",
+    "numpy",
+    "pandas",
+    "pydantic",
+    "psutil",
+    "tensorflow",
+    "tensorflow-cpu",
+    "keras",
+    "plotly",
+)
 
 
 def cpu_model() -> str | None:
@@ -43,14 +56,15 @@ def package_versions() -> dict:
 def git_commit(cwd: str | None = None) -> dict | None:
     """The commit of the working directory (and whether it has local changes), or None."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
-        )
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
         if commit.returncode != 0:
             return None
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, timeout=10,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.TimeoutExpired):
@@ -71,8 +85,11 @@ def collect(suite_text: str, probes: dict[str, dict | None]) -> dict:
             "usable_cores": len(os.sched_getaffinity(0)),
         },
         "ram_bytes": vm.total,
-        "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
-                   "executable": sys.executable},
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+        },
         "packages": package_versions(),
         "benchbench_version": benchbench.__version__,
         "frameworks": probes,

@@ -53,6 +53,7 @@ AB_VERDICTS = ("regressed", "improved", "unchanged", "inconclusive", "failed")
 
 # --- the two sides ------------------------------------------------------------------------
 
+
 @dataclass
 class Side:
     name: str  # "A" | "B"
@@ -94,9 +95,11 @@ def parse_side(name: str, text: str, env_items: list[str] | None = None) -> Side
     return Side(name, [exe, *words[1:]], env)
 
 
-_PROBE = ("import json, sys, benchbench; print(json.dumps({'python': sys.version.split()[0], "
-          "'executable': sys.executable, 'benchbench': benchbench.__version__, "
-          "'benchbench_path': benchbench.__file__}))")
+_PROBE = (
+    "import json, sys, benchbench; print(json.dumps({'python': sys.version.split()[0], "
+    "'executable': sys.executable, 'benchbench': benchbench.__version__, "
+    "'benchbench_path': benchbench.__file__}))"
+)
 
 
 def probe_side(side: Side, extra_paths: Sequence[str] = ()) -> dict:
@@ -112,8 +115,10 @@ def probe_side(side: Side, extra_paths: Sequence[str] = ()) -> dict:
         raise UserError(f"--{side.name.lower()} {side.describe()}: cannot start it ({e})") from None
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"--{side.name.lower()} {side.describe()}: cannot import benchbench ({last}); "
-                        f"install benchbench into that environment (pip install benchbench, or -e CHECKOUT)")
+        raise UserError(
+            f"--{side.name.lower()} {side.describe()}: cannot import benchbench ({last}); "
+            f"install benchbench into that environment (pip install benchbench, or -e CHECKOUT)"
+        )
     side.info = json.loads(proc.stdout.strip().splitlines()[-1])
     return side.info
 
@@ -127,6 +132,7 @@ def round_order(rounds: int) -> list[tuple[int, str]]:
 
 
 # --- the statistics of paired rounds --------------------------------------------------------
+
 
 @dataclass
 class ABRow:
@@ -153,15 +159,24 @@ def _stats():
     return stats
 
 
-def judge_pairs(a: list[float], b: list[float], higher_is_better: bool, threshold: float,
-                alpha: float = DEFAULT_ALPHA) -> dict:
+def judge_pairs(
+    a: list[float], b: list[float], higher_is_better: bool, threshold: float, alpha: float = DEFAULT_ALPHA
+) -> dict:
     """Verdict from paired rounds (a[i], b[i]): see the module docstring."""
     stats = _stats()
     d = [math.log(y / x) for x, y in zip(a, b)]  # log(B/A)
     n = len(d)
     if n < 2:
-        return dict(ratio=None, low=None, high=None, change=None, p=None, p_signed_rank=None,
-                    verdict="inconclusive", note="fewer than 2 paired rounds")
+        return dict(
+            ratio=None,
+            low=None,
+            high=None,
+            change=None,
+            p=None,
+            p_signed_rank=None,
+            verdict="inconclusive",
+            note="fewer than 2 paired rounds",
+        )
     mean = sum(d) / n
     sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
     se = sd / math.sqrt(n)
@@ -189,19 +204,49 @@ def judge_pairs(a: list[float], b: list[float], higher_is_better: bool, threshol
         verdict = "unchanged"
     else:
         verdict = "inconclusive"
-    return dict(ratio=math.exp(mean), low=math.exp(mean - half), high=math.exp(mean + half), change=change,
-                p=p, p_signed_rank=p_rank, verdict=verdict, note="")
+    return dict(
+        ratio=math.exp(mean),
+        low=math.exp(mean - half),
+        high=math.exp(mean + half),
+        change=change,
+        p=p,
+        p_signed_rank=p_rank,
+        verdict=verdict,
+        note="",
+    )
 
 
-def judge_case(case_id: str, label: str, a_recs: list[Record], b_recs: list[Record], threshold: float,
-               alpha: float = DEFAULT_ALPHA, metrics: tuple[str, ...] = METRICS) -> list[ABRow]:
+def judge_case(
+    case_id: str,
+    label: str,
+    a_recs: list[Record],
+    b_recs: list[Record],
+    threshold: float,
+    alpha: float = DEFAULT_ALPHA,
+    metrics: tuple[str, ...] = METRICS,
+) -> list[ABRow]:
     """Rows for one case from its records, round order, one per round and side."""
     bad = [(s, r) for s, rs in (("A", a_recs), ("B", b_recs)) for r in rs if r.status != "ok"]
     label = label or case_label((a_recs or b_recs)[0].case)
     if bad:
         side, r = bad[0]
-        return [ABRow(case_id, label, "*", [], [], None, None, None, None, None, None, "failed",
-                      f"{len(bad)} round(s) without a result; first: side {side} {r.status}: {r.reason or ''}".strip())]
+        return [
+            ABRow(
+                case_id,
+                label,
+                "*",
+                [],
+                [],
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                "failed",
+                f"{len(bad)} round(s) without a result; first: side {side} {r.status}: {r.reason or ''}".strip(),
+            )
+        ]
     rows = []
     for metric in metrics:
         a = [metric_value(r, metric) for r in a_recs]
@@ -209,16 +254,40 @@ def judge_case(case_id: str, label: str, a_recs: list[Record], b_recs: list[Reco
         if all(v is None for v in a + b):
             continue  # not measured here (energy without RAPL/NVML)
         if any(v is None for v in a + b):
-            rows.append(ABRow(case_id, label, metric, [], [], None, None, None, None, None, None, "inconclusive",
-                              "not measured in every round"))
+            rows.append(
+                ABRow(
+                    case_id,
+                    label,
+                    metric,
+                    [],
+                    [],
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    "inconclusive",
+                    "not measured in every round",
+                )
+            )
             continue
         a_ok, b_ok = cast("list[float]", a), cast("list[float]", b)  # no None left (checked above)
-        rows.append(ABRow(case_id, label, metric, a_ok, b_ok,
-                          **judge_pairs(a_ok, b_ok, HIGHER_IS_BETTER[metric], threshold, alpha)))
+        rows.append(
+            ABRow(
+                case_id,
+                label,
+                metric,
+                a_ok,
+                b_ok,
+                **judge_pairs(a_ok, b_ok, HIGHER_IS_BETTER[metric], threshold, alpha),
+            )
+        )
     return rows
 
 
 # --- running the rounds -------------------------------------------------------------------
+
 
 def new_out_dir(root: str | os.PathLike = "results") -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -249,17 +318,34 @@ class ABResult:
         return {k: v for k, v in out.items() if v}
 
     def to_dict(self) -> dict:
-        return {"a": {"command": self.a.describe(), **self.a.info}, "b": {"command": self.b.describe(), **self.b.info},
-                "rounds": self.rounds, "threshold": self.threshold, "alpha": self.alpha, "out_dir": self.out_dir,
-                "counts": self.counts(), "regressed": self.regressed,
-                "skipped": [{"label": lb, "reason": r} for lb, r in self.skipped],
-                "rows": [asdict(r) for r in self.rows]}
+        return {
+            "a": {"command": self.a.describe(), **self.a.info},
+            "b": {"command": self.b.describe(), **self.b.info},
+            "rounds": self.rounds,
+            "threshold": self.threshold,
+            "alpha": self.alpha,
+            "out_dir": self.out_dir,
+            "counts": self.counts(),
+            "regressed": self.regressed,
+            "skipped": [{"label": lb, "reason": r} for lb, r in self.skipped],
+            "rows": [asdict(r) for r in self.rows],
+        }
 
 
-def run_ab(cases: list[Case], a: Side, b: Side, *, rounds: int = DEFAULT_ROUNDS, out_dir: Path,
-           extra_paths: Sequence[str] = (), threshold: float = 0.05, alpha: float = DEFAULT_ALPHA,
-           run_case: Callable | None = None, skip_reason: Callable[[Case], str | None] | None = None,
-           on_round: Callable[[Case, int, str], None] | None = None) -> ABResult:
+def run_ab(
+    cases: list[Case],
+    a: Side,
+    b: Side,
+    *,
+    rounds: int = DEFAULT_ROUNDS,
+    out_dir: Path,
+    extra_paths: Sequence[str] = (),
+    threshold: float = 0.05,
+    alpha: float = DEFAULT_ALPHA,
+    run_case: Callable | None = None,
+    skip_reason: Callable[[Case], str | None] | None = None,
+    on_round: Callable[[Case, int, str], None] | None = None,
+) -> ABResult:
     """Every case, ``rounds`` paired rounds of A and B (case by case, so a pair's two
     workers run back to back). Records go to ``out_dir``/a.jsonl and b.jsonl, worker
     logs to ``out_dir``/logs/."""
@@ -308,18 +394,28 @@ def table_rows(res: ABResult) -> list[list[str]]:
 
     out = []
     for r in res.rows:
-        out.append([r.label, r.metric, fmt_value(r.metric, _median(r.a)), fmt_value(r.metric, _median(r.b)),
-                    "—" if r.ratio is None else f"{r.ratio:.3f}",
-                    "—" if r.low is None else f"[{r.low:.3f}, {r.high:.3f}]",
-                    "—" if r.p is None else f"{r.p:.2g}", r.verdict + (f" ({r.note})" if r.note else "")])
+        out.append(
+            [
+                r.label,
+                r.metric,
+                fmt_value(r.metric, _median(r.a)),
+                fmt_value(r.metric, _median(r.b)),
+                "—" if r.ratio is None else f"{r.ratio:.3f}",
+                "—" if r.low is None else f"[{r.low:.3f}, {r.high:.3f}]",
+                "—" if r.p is None else f"{r.p:.2g}",
+                r.verdict + (f" ({r.note})" if r.note else ""),
+            ]
+        )
     return out
 
 
 def render_table(res: ABResult):
     from rich.table import Table
 
-    t = Table(title=f"ab: B against A, {res.rounds} paired rounds (threshold {res.threshold:.0%}, "
-                    f"p < {res.alpha:g} and ≥ {res.threshold / 2:.1%})")
+    t = Table(
+        title=f"ab: B against A, {res.rounds} paired rounds (threshold {res.threshold:.0%}, "
+        f"p < {res.alpha:g} and ≥ {res.threshold / 2:.1%})"
+    )
     for h in HEADERS:
         t.add_column(h)
     style = {"regressed": "bold red", "improved": "green", "inconclusive": "yellow", "failed": "red"}
@@ -329,10 +425,17 @@ def render_table(res: ABResult):
 
 
 def render_markdown(res: ABResult) -> str:
-    lines = [f"### benchbench ab: B against A, {res.rounds} paired rounds", "",
-             f"- A: `{res.a.describe()}`", f"- B: `{res.b.describe()}`", "",
-             ", ".join(f"{n} {v}" for v, n in res.counts().items()) + f" (threshold {res.threshold:.0%}, "
-             f"p < {res.alpha:g})", "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines = [
+        f"### benchbench ab: B against A, {res.rounds} paired rounds",
+        "",
+        f"- A: `{res.a.describe()}`",
+        f"- B: `{res.b.describe()}`",
+        "",
+        ", ".join(f"{n} {v}" for v, n in res.counts().items()) + f" (threshold {res.threshold:.0%}, p < {res.alpha:g})",
+        "",
+        "| " + " | ".join(HEADERS) + " |",
+        "|" + "---|" * len(HEADERS),
+    ]
     icons = {"regressed": "🔴 ", "improved": "🟢 ", "inconclusive": "❔ ", "failed": "⚠️ "}
     for r, cells in zip(res.rows, table_rows(res)):
         cells[-1] = icons.get(r.verdict, "") + cells[-1]

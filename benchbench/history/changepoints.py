@@ -73,8 +73,13 @@ def penalty(n: int, sigma: float) -> float:
     return 2 * sigma * math.log(n)
 
 
-def detect(values: list[float], higher_is_better: bool, run_ids: list[str] | None = None,
-           commits: list[str | None] | None = None, min_sigma: float = 1e-4) -> list[ChangePoint]:
+def detect(
+    values: list[float],
+    higher_is_better: bool,
+    run_ids: list[str] | None = None,
+    commits: list[str | None] | None = None,
+    min_sigma: float = 1e-4,
+) -> list[ChangePoint]:
     """Change points of a series (oldest first); [] when it is too short or flat."""
     from benchbench.history.robust import median
 
@@ -90,9 +95,18 @@ def detect(values: list[float], higher_is_better: bool, run_ids: list[str] | Non
     bounds = [*ends, len(values)]
     for k, cut in enumerate(ends):
         before = median(values[start:cut])
-        after = median(values[cut:bounds[k + 1]])
+        after = median(values[cut : bounds[k + 1]])
         ratio = after / before
-        out.append(ChangePoint(cut, run_ids[cut] if run_ids else None, commits[cut] if commits else None,
-                               before, after, ratio, ratio < 1 if higher_is_better else ratio > 1))
+        out.append(
+            ChangePoint(
+                cut,
+                run_ids[cut] if run_ids else None,
+                commits[cut] if commits else None,
+                before,
+                after,
+                ratio,
+                ratio < 1 if higher_is_better else ratio > 1,
+            )
+        )
         start = cut
     return out

@@ -92,6 +92,7 @@ def between_process_rel(record: Record, metric: str) -> float | None:
 
 # --- one comparison ----------------------------------------------------------------------
 
+
 @dataclass
 class Row:
     case_id: str
@@ -110,7 +111,6 @@ class Row:
     p: float | None = None  # two-sided p-value of "no change", from the interval's spread
 
 
-
 def control_fdr(rows: list[Row], fdr: float) -> None:
     """Give each row with an interval its p-value, then demote to *inconclusive* every
     regressed / improved row that Benjamini–Hochberg at ``fdr`` over those rows rejects."""
@@ -126,8 +126,10 @@ def control_fdr(rows: list[Row], fdr: float) -> None:
         if r.verdict in ("regressed", "improved") and not ok:
             was = r.verdict
             r.verdict = "inconclusive"
-            r.note = (f"{was} alone (p={r.p:.2g}), not across the {len(tested)} comparisons "
-                      f"(Benjamini–Hochberg, FDR {fdr:g})" + (f"; {r.note}" if r.note else ""))
+            r.note = (
+                f"{was} alone (p={r.p:.2g}), not across the {len(tested)} comparisons "
+                f"(Benjamini–Hochberg, FDR {fdr:g})" + (f"; {r.note}" if r.note else "")
+            )
 
 
 def judge(ratio: float, rel_spread: float, worse_when_higher: bool, threshold: float) -> tuple[str, float, float]:
@@ -142,9 +144,16 @@ def judge(ratio: float, rel_spread: float, worse_when_higher: bool, threshold: f
     return "inconclusive", lo, hi
 
 
-def compare_runs(base: Run, cand: Run, *, threshold: float = DEFAULT_THRESHOLD, store=None,
-                 metrics: tuple[str, ...] = METRICS, window: int = HISTORY_WINDOW,
-                 fdr: float = 0.05) -> Comparison:
+def compare_runs(
+    base: Run,
+    cand: Run,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    store=None,
+    metrics: tuple[str, ...] = METRICS,
+    window: int = HISTORY_WINDOW,
+    fdr: float = 0.05,
+) -> Comparison:
     """Per case and metric, the verdict of ``cand`` against ``base``. With ``store``,
     the series' earlier runs (same case, same context) give the between-run noise; the
     false discovery rate over all rows is held at ``fdr``."""
@@ -153,8 +162,12 @@ def compare_runs(base: Run, cand: Run, *, threshold: float = DEFAULT_THRESHOLD, 
     rows: list[Row] = []
     histories: dict = {}
     if store is not None:  # every case's series in one go
-        histories = store.series_many([(c.case_id, run_fingerprint(cand, c)) for c in cand.records if c.status == "ok"],
-                                      before=cand.created_at, exclude=(cand.run_id,), limit=window)
+        histories = store.series_many(
+            [(c.case_id, run_fingerprint(cand, c)) for c in cand.records if c.status == "ok"],
+            before=cand.created_at,
+            exclude=(cand.run_id,),
+            limit=window,
+        )
     for cid in list(dict.fromkeys([*b_by, *c_by])):
         b, c = b_by.get(cid), c_by.get(cid)
         label = case_label((c or b_by[cid]).case)  # c, else b: the case is in one run at least
@@ -173,8 +186,7 @@ def compare_runs(base: Run, cand: Run, *, threshold: float = DEFAULT_THRESHOLD, 
                 continue  # not measured here (e.g. energy without RAPL/NVML): no row
             rows.append(_compare_metric(cid, label, metric, b, c, history, threshold))
     control_fdr(rows, fdr)
-    return Comparison(base=base, cand=cand, rows=rows, threshold=threshold,
-                      context_diff=context_difference(base, cand))
+    return Comparison(base=base, cand=cand, rows=rows, threshold=threshold, context_diff=context_difference(base, cand))
 
 
 def _compare_metric(cid, label, metric, b: Record, c: Record, history, threshold) -> Row:
@@ -182,8 +194,9 @@ def _compare_metric(cid, label, metric, b: Record, c: Record, history, threshold
     bv, cv = metric_value(b, metric), metric_value(c, metric)
     if bv is None or cv is None:
         where = "base" if bv is None else "candidate"
-        return Row(cid, label, metric, bv, cv, None, None, None, None, "inconclusive", False, "",
-                   f"not measured in {where}")
+        return Row(
+            cid, label, metric, bv, cv, None, None, None, None, "inconclusive", False, "", f"not measured in {where}"
+        )
     ratio = cv / bv
     change = (1 / ratio - 1) if hib else (ratio - 1)  # + = worse
     between = None
@@ -209,8 +222,21 @@ def _compare_metric(cid, label, metric, b: Record, c: Record, history, threshold
         if metric == "energy_per_sample":
             spread = WITHIN_RUN_MULTIPLE * 0.05  # no spread known at all: assume ±5% per run
         else:
-            return Row(cid, label, metric, bv, cv, ratio, None, None, change, "inconclusive", False, "within-run",
-                       "too few samples for a confidence interval")
+            return Row(
+                cid,
+                label,
+                metric,
+                bv,
+                cv,
+                ratio,
+                None,
+                None,
+                change,
+                "inconclusive",
+                False,
+                "within-run",
+                "too few samples for a confidence interval",
+            )
     else:
         spread = WITHIN_RUN_MULTIPLE * math.hypot(wb, wc)
     verdict, lo, hi = judge(ratio, spread, not hib, threshold)
@@ -235,6 +261,7 @@ def history_value(h: dict, metric: str) -> float | None:
 
 def context_difference(base: Run, cand: Run) -> dict:
     """Context facts that differ between two runs: {key: (base, cand)}."""
+
     def facts(run: Run) -> dict:
         for r in run.records:
             if r.status == "ok":
@@ -277,6 +304,7 @@ class Comparison:
 
 # --- rendering ---------------------------------------------------------------------------
 
+
 def fmt_value(metric: str, v: float | None) -> str:
     if v is None:
         return "—"
@@ -302,8 +330,18 @@ def table_rows(cmp: Comparison) -> list[list[str]]:
     for r in cmp.rows:
         ratio = "—" if r.ratio is None else f"{r.ratio:.3f}"
         interval = "—" if r.low is None else f"[{r.low:.3f}, {r.high:.3f}]"
-        out.append([r.label, r.metric, fmt_value(r.metric, r.base), fmt_value(r.metric, r.cand), ratio, interval,
-                    _verdict_text(r), r.note or r.noise])
+        out.append(
+            [
+                r.label,
+                r.metric,
+                fmt_value(r.metric, r.base),
+                fmt_value(r.metric, r.cand),
+                ratio,
+                interval,
+                _verdict_text(r),
+                r.note or r.noise,
+            ]
+        )
     return out
 
 
@@ -313,8 +351,10 @@ HEADERS = ["case", "metric", "base", "candidate", "ratio", "interval", "verdict"
 def render_markdown(cmp: Comparison) -> str:
     lines = [f"### benchbench compare: `{cmp.cand.run_id}` vs `{cmp.base.run_id}`", ""]
     if cmp.context_diff:
-        lines.append("> **Warning:** the runs' contexts differ: " + "; ".join(
-            f"{k}: {a} → {b}" for k, (a, b) in cmp.context_diff.items()))
+        lines.append(
+            "> **Warning:** the runs' contexts differ: "
+            + "; ".join(f"{k}: {a} → {b}" for k, (a, b) in cmp.context_diff.items())
+        )
         lines.append("")
     counts = cmp.counts()
     lines.append(", ".join(f"{n} {v}" for v, n in counts.items() if n) + f" (threshold {cmp.threshold:.0%})")

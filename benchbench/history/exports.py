@@ -38,12 +38,21 @@ def github_action_benchmark(run, bigger: bool) -> list[dict]:
         if bigger:
             v = metric_value(r, "throughput")
             if v is not None:
-                out.append({"name": f"{name} throughput", "unit": "samples/s", "value": v,
-                            "range": f"±{rel * v:.4g}" if rel else None, "extra": extra})
+                out.append(
+                    {
+                        "name": f"{name} throughput",
+                        "unit": "samples/s",
+                        "value": v,
+                        "range": f"±{rel * v:.4g}" if rel else None,
+                        "extra": extra,
+                    }
+                )
             continue
-        for metric, title, unit, scale in (("latency_p99", "latency p99", "ms", 1e3),
-                                           ("memory", "peak RSS", "MiB", 1 / 2**20),
-                                           ("energy_per_sample", "energy per sample", "J", 1.0)):
+        for metric, title, unit, scale in (
+            ("latency_p99", "latency p99", "ms", 1e3),
+            ("memory", "peak RSS", "MiB", 1 / 2**20),
+            ("energy_per_sample", "energy per sample", "J", 1.0),
+        ):
             v = metric_value(r, metric)
             if v is not None:
                 out.append({"name": f"{name} {title}", "unit": unit, "value": v * scale, "extra": extra})
@@ -74,34 +83,53 @@ def pytest_benchmark(run) -> dict:
         iqr = q3 - q1
         lo, hi = q1 - 1.5 * iqr, q3 + 1.5 * iqr
         name = case_label(r.case)
-        benches.append({
-            "group": r.case.get("model"),
-            "name": name,
-            "fullname": f"benchbench::{name}",
-            "params": {k: r.case.get(k) for k in ("framework", "model", "batch_size", "device", "mode", "variant")},
-            "param": r.case_id,
-            "extra_info": {"case_id": r.case_id, "throughput_samples_per_s": (r.stats or {}).get("throughput"),
-                           "p99_s": (r.stats or {}).get("p99"), "block_size": (r.timing or {}).get("block_size")},
-            "options": {"timer": "benchbench (synchronised)", "warmup": True},
-            "stats": {
-                "min": min(xs), "max": max(xs), "mean": mean, "stddev": sd, "rounds": n,
-                "median": (r.stats or {}).get("median"), "iqr": iqr, "q1": q1, "q3": q3,
-                "iqr_outliers": sum(1 for x in xs if x < lo or x > hi),
-                "stddev_outliers": sum(1 for x in xs if abs(x - mean) > sd) if sd else 0,
-                "outliers": f"{sum(1 for x in xs if abs(x - mean) > sd) if sd else 0};"
-                            f"{sum(1 for x in xs if x < lo or x > hi)}",
-                "ld15iqr": min((x for x in xs if x >= lo), default=min(xs)),
-                "hd15iqr": max((x for x in xs if x <= hi), default=max(xs)),
-                "ops": 1 / mean if mean > 0 else None, "total": sum(xs),
-                "iterations": (r.timing or {}).get("block_size") or 1,
-            },
-        })
+        benches.append(
+            {
+                "group": r.case.get("model"),
+                "name": name,
+                "fullname": f"benchbench::{name}",
+                "params": {k: r.case.get(k) for k in ("framework", "model", "batch_size", "device", "mode", "variant")},
+                "param": r.case_id,
+                "extra_info": {
+                    "case_id": r.case_id,
+                    "throughput_samples_per_s": (r.stats or {}).get("throughput"),
+                    "p99_s": (r.stats or {}).get("p99"),
+                    "block_size": (r.timing or {}).get("block_size"),
+                },
+                "options": {"timer": "benchbench (synchronised)", "warmup": True},
+                "stats": {
+                    "min": min(xs),
+                    "max": max(xs),
+                    "mean": mean,
+                    "stddev": sd,
+                    "rounds": n,
+                    "median": (r.stats or {}).get("median"),
+                    "iqr": iqr,
+                    "q1": q1,
+                    "q3": q3,
+                    "iqr_outliers": sum(1 for x in xs if x < lo or x > hi),
+                    "stddev_outliers": sum(1 for x in xs if abs(x - mean) > sd) if sd else 0,
+                    "outliers": f"{sum(1 for x in xs if abs(x - mean) > sd) if sd else 0};"
+                    f"{sum(1 for x in xs if x < lo or x > hi)}",
+                    "ld15iqr": min((x for x in xs if x >= lo), default=min(xs)),
+                    "hd15iqr": max((x for x in xs if x <= hi), default=max(xs)),
+                    "ops": 1 / mean if mean > 0 else None,
+                    "total": sum(xs),
+                    "iterations": (r.timing or {}).get("block_size") or 1,
+                },
+            }
+        )
     git = env.get("git") or {}
     return {
-        "machine_info": {"node": env.get("host"), "processor": (env.get("cpu") or {}).get("model"),
-                         "machine": platform.machine(), "python_version": (env.get("python") or {}).get("version")
-                         if isinstance(env.get("python"), dict) else env.get("python"),
-                         "cpu": env.get("cpu") or {}},
+        "machine_info": {
+            "node": env.get("host"),
+            "processor": (env.get("cpu") or {}).get("model"),
+            "machine": platform.machine(),
+            "python_version": (env.get("python") or {}).get("version")
+            if isinstance(env.get("python"), dict)
+            else env.get("python"),
+            "cpu": env.get("cpu") or {},
+        },
         "commit_info": {"id": git.get("commit"), "dirty": git.get("dirty"), "branch": git.get("branch")},
         "benchmarks": benches,
         "datetime": run.created_at,

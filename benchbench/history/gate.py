@@ -32,6 +32,7 @@ from benchbench.history.store import run_fingerprint
 
 # --- history -----------------------------------------------------------------------------
 
+
 @dataclass
 class SeriesSummary:
     case_id: str
@@ -52,9 +53,21 @@ class SeriesSummary:
     alerts: list[int] = field(default_factory=list)  # indices where the gate (this series alone) said regressed
 
 
-def summarize_series(case_id, context, label, metric, rows: list[dict], threshold: float, *,
-                     change_points: bool = False, alerts: bool = False, persist_k: int = 2, persist_m: int = 3,
-                     window: int = HISTORY_WINDOW, fdr: float = 0.05) -> SeriesSummary:
+def summarize_series(
+    case_id,
+    context,
+    label,
+    metric,
+    rows: list[dict],
+    threshold: float,
+    *,
+    change_points: bool = False,
+    alerts: bool = False,
+    persist_k: int = 2,
+    persist_m: int = 3,
+    window: int = HISTORY_WINDOW,
+    fdr: float = 0.05,
+) -> SeriesSummary:
     """A series' noise and detectable change; with ``change_points`` also its change
     points (benchbench.history.changepoints: PELT via ruptures), with ``alerts`` the nights the
     gate would have flagged on this series alone (no BH across series)."""
@@ -62,10 +75,22 @@ def summarize_series(case_id, context, label, metric, rows: list[dict], threshol
     values = [v for _, v in kept]
     cv = robust_cv(values)
     mdc = min_detectable_change(cv, max(len(values) - 1, 1)) if cv is not None else None
-    out = SeriesSummary(case_id, context, label, metric, len(values), median(values) if values else None,
-                        values[-1] if values else None, cv, mdc, mdc is not None and mdc > threshold,
-                        values, [h["run_id"] for h, _ in kept], [h.get("created_at") for h, _ in kept],
-                        [h.get("git_commit") for h, _ in kept])
+    out = SeriesSummary(
+        case_id,
+        context,
+        label,
+        metric,
+        len(values),
+        median(values) if values else None,
+        values[-1] if values else None,
+        cv,
+        mdc,
+        mdc is not None and mdc > threshold,
+        values,
+        [h["run_id"] for h, _ in kept],
+        [h.get("created_at") for h, _ in kept],
+        [h.get("git_commit") for h, _ in kept],
+    )
     hib = HIGHER_IS_BETTER[metric]
     if change_points:
         from dataclasses import asdict as _asdict
@@ -78,8 +103,15 @@ def summarize_series(case_id, context, label, metric, rows: list[dict], threshol
     return out
 
 
-def gate_alerts(values: list[float], higher_is_better: bool, threshold: float, persist_k: int = 2,
-                persist_m: int = 3, window: int = HISTORY_WINDOW, fdr: float = 0.05) -> list[int]:
+def gate_alerts(
+    values: list[float],
+    higher_is_better: bool,
+    threshold: float,
+    persist_k: int = 2,
+    persist_m: int = 3,
+    window: int = HISTORY_WINDOW,
+    fdr: float = 0.05,
+) -> list[int]:
     """Indices of the runs on which ``check`` would have flagged this series alone."""
     out = []
     for i in range(len(values)):
@@ -94,6 +126,7 @@ def gate_alerts(values: list[float], higher_is_better: bool, threshold: float, p
 
 
 # --- the nightly gate --------------------------------------------------------------------
+
 
 @dataclass
 class CheckRow:
@@ -113,9 +146,18 @@ class CheckRow:
     confirm: str | None = None  # what the ab confirm step found (check --confirm)
 
 
-def check_latest(store, run_id: str, *, threshold: float = DEFAULT_THRESHOLD, window: int = HISTORY_WINDOW,
-                 persist_k: int = 2, persist_m: int = 3, fdr: float = 0.05,
-                 metrics: tuple[str, ...] = METRICS, confirm: bool = False) -> list[CheckRow]:
+def check_latest(
+    store,
+    run_id: str,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    window: int = HISTORY_WINDOW,
+    persist_k: int = 2,
+    persist_m: int = 3,
+    fdr: float = 0.05,
+    metrics: tuple[str, ...] = METRICS,
+    confirm: bool = False,
+) -> list[CheckRow]:
     """Screen run ``run_id`` against each series' robust baseline: the median and MAD of
     up to ``window`` runs before the last ``persist_m`` on the same context. A series is
     flagged only when (1) the newest change passes Benjamini–Hochberg at ``fdr`` across
@@ -142,16 +184,33 @@ def check_latest(store, run_id: str, *, threshold: float = DEFAULT_THRESHOLD, wi
                 continue
             hib = HIGHER_IS_BETTER[metric]
             base_vals = [v for v in (history_value(h, metric) for h in older) if v is not None]
-            row = CheckRow(rec.case_id, fp, case_label(rec.case), metric, value, None, None, None, 0,
-                           "insufficient history", run.commit,
-                           baseline_commit=older[-1].get("git_commit") if older else None)
+            row = CheckRow(
+                rec.case_id,
+                fp,
+                case_label(rec.case),
+                metric,
+                value,
+                None,
+                None,
+                None,
+                0,
+                "insufficient history",
+                run.commit,
+                baseline_commit=older[-1].get("git_commit") if older else None,
+            )
             if len(base_vals) < MIN_HISTORY:
                 rows.append(row)
                 continue
-            sc = screen(base_vals, [v for v in (history_value(h, metric) for h in recent) if v is not None],
-                        hib, threshold, fdr)
+            sc = screen(
+                base_vals, [v for v in (history_value(h, metric) for h in recent) if v is not None], hib, threshold, fdr
+            )
             row.baseline, row.change, row.p, row.persistent, row.mdc = (
-                sc.baseline, sc.change, sc.p, sc.worse_runs if confirm else sc.persistent, sc.mdc)
+                sc.baseline,
+                sc.change,
+                sc.p,
+                sc.worse_runs if confirm else sc.persistent,
+                sc.mdc,
+            )
             pending.append((row, sc))
             rows.append(row)
     for (row, _), verdict in zip(pending, decide([sc for _, sc in pending], threshold, persist_k, fdr, confirm)):
@@ -171,8 +230,9 @@ class Screen:
     worse_runs: int = 0  # recent runs worse by the threshold, whatever their p (the confirm-mode screen)
 
 
-def screen(base_vals: list[float], recent_vals: list[float], higher_is_better: bool, threshold: float,
-           alpha: float) -> Screen:
+def screen(
+    base_vals: list[float], recent_vals: list[float], higher_is_better: bool, threshold: float, alpha: float
+) -> Screen:
     """``recent_vals``: the last M runs, oldest first, the newest last; ``base_vals``:
     the runs before them (≥ MIN_HISTORY)."""
     base = median(base_vals)
@@ -188,8 +248,9 @@ def screen(base_vals: list[float], recent_vals: list[float], higher_is_better: b
     change, p = worse(recent_vals[-1])
     ws = [worse(v) for v in recent_vals]
     persistent = sum(1 for w in ws if w[0] >= threshold and w[1] < alpha)
-    return Screen(base, change, p, persistent, min_detectable_change(cv, len(base_vals)),
-                  sum(1 for w in ws if w[0] >= threshold))
+    return Screen(
+        base, change, p, persistent, min_detectable_change(cv, len(base_vals)), sum(1 for w in ws if w[0] >= threshold)
+    )
 
 
 def decide(screens: list[Screen], threshold: float, persist_k: int, fdr: float, confirm: bool = False) -> list[str]:
@@ -203,10 +264,16 @@ def decide(screens: list[Screen], threshold: float, persist_k: int, fdr: float, 
     ``threshold`` worse than the baseline — no significance against the nightly noise
     asked, so series too noisy to gate night against night are still caught."""
     if confirm:
-        return ["regressed" if sc.change >= threshold and sc.worse_runs >= persist_k
-                else "too noisy" if sc.mdc is not None and sc.mdc > threshold
-                else "improved" if sc.change <= -threshold / (1 + threshold) and sc.p >= 1 - fdr
-                else "unchanged" for sc in screens]
+        return [
+            "regressed"
+            if sc.change >= threshold and sc.worse_runs >= persist_k
+            else "too noisy"
+            if sc.mdc is not None and sc.mdc > threshold
+            else "improved"
+            if sc.change <= -threshold / (1 + threshold) and sc.p >= 1 - fdr
+            else "unchanged"
+            for sc in screens
+        ]
     noisy = [sc.mdc is not None and sc.mdc > threshold and sc.change < sc.mdc for sc in screens]
     rejected = benjamini_hochberg([sc.p for sc in screens], fdr)  # over every test made, noisy ones too
     out = []

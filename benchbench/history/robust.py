@@ -13,6 +13,7 @@ Z95 = 1.959963984540054
 Z80 = 0.8416212335729143  # power 80% for the minimum detectable change
 MAD_TO_SIGMA = 1.4826
 
+
 def median(xs: list[float]) -> float:
     s = sorted(xs)
     n = len(s)
@@ -74,6 +75,7 @@ def t_as_z(t: float, nu: float) -> float:
     if nu <= 0.5:
         return t
     return math.copysign(math.sqrt(nu * math.log1p(t * t / nu)) * (1 - 1 / (4 * nu)), t)
+
 
 def ratio_p_value(ratio: float, low: float, high: float) -> float | None:
     """The two-sided p-value of "no change" for a ratio whose ≈95% interval (symmetric in

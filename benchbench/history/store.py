@@ -34,6 +34,7 @@ _PG_LOCK_KEY = 0x62656E6368  # advisory lock serialising schema creation on Post
 
 # --- identities --------------------------------------------------------------------------
 
+
 def context_facts(record: Record, environment: dict | None) -> dict:
     """What must match for two measurements of a case to be comparable."""
     env = environment or {}
@@ -75,6 +76,7 @@ def run_fingerprint(run: Run, record: Record) -> str:
 
 # --- the database ------------------------------------------------------------------------
 
+
 def _sa():
     try:
         import sqlalchemy
@@ -87,7 +89,8 @@ def _tables(sa):
     md = sa.MetaData()
     version = sa.Table("schema_version", md, sa.Column("version", sa.Integer, nullable=False))
     runs = sa.Table(
-        "runs", md,
+        "runs",
+        md,
         sa.Column("run_id", sa.String(200), primary_key=True),
         sa.Column("suite", sa.String(200), index=True),
         sa.Column("created_at", sa.String(40), index=True),
@@ -97,12 +100,14 @@ def _tables(sa):
         sa.Column("environment", sa.Text),
     )
     contexts = sa.Table(
-        "contexts", md,
+        "contexts",
+        md,
         sa.Column("fingerprint", sa.String(32), primary_key=True),
         sa.Column("facts", sa.Text, nullable=False),
     )
     records = sa.Table(
-        "records", md,
+        "records",
+        md,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("run_id", sa.String(200), sa.ForeignKey("runs.run_id"), nullable=False),
         sa.Column("case_id", sa.String(64), nullable=False),
@@ -141,8 +146,10 @@ def open_existing(url: str | None, who: str) -> Store:
     if resolved.startswith("sqlite:///"):
         path = resolved.split(":///", 1)[1]
         if path != ":memory:" and not Path(path).is_file():
-            raise UserError(f"{who}: no such SQLite store {path} (runs get into one with "
-                            f"`benchbench run SUITE --store {url or path}` or `benchbench store import`)")
+            raise UserError(
+                f"{who}: no such SQLite store {path} (runs get into one with "
+                f"`benchbench run SUITE --store {url or path}` or `benchbench store import`)"
+            )
     return Store(url)
 
 
@@ -165,8 +172,9 @@ class Store:
         try:
             self.engine = sa.create_engine(self.url, **kw)
         except ImportError as e:
-            raise UserError(f"store {url}: driver missing ({e}); "
-                            f"for PostgreSQL: pip install 'psycopg[binary]'") from None
+            raise UserError(
+                f"store {url}: driver missing ({e}); for PostgreSQL: pip install 'psycopg[binary]'"
+            ) from None
         except sa.exc.ArgumentError as e:
             raise UserError(f"store {url}: not a database URL ({e})") from None
         self.sqlite = self.engine.dialect.name == "sqlite"
@@ -208,7 +216,8 @@ class Store:
             raise UserError(
                 f"store {self.display_url}: schema version {found} is newer than this "
                 f"benchbench understands ({STORE_SCHEMA_VERSION}): upgrade benchbench "
-                f"(pip install -U benchbench) to use this store")
+                f"(pip install -U benchbench) to use this store"
+            )
         return found
 
     def _ensure_schema(self) -> None:
@@ -235,7 +244,7 @@ class Store:
         """Schema 1 → 2: the energy-per-sample column, filled from the stored records."""
         sa, r = self.sa, self.t_records
         conn.execute(sa.text("ALTER TABLE records ADD COLUMN energy_j_per_sample FLOAT"))
-        rows = conn.execute(sa.select(r.c.id, r.c.record).where(r.c.record.like('%j_per_sample%'))).all()
+        rows = conn.execute(sa.select(r.c.id, r.c.record).where(r.c.record.like("%j_per_sample%"))).all()
         for rid, text in rows:
             v = energy_per_sample(json.loads(text).get("energy"))
             if v is not None:
@@ -260,32 +269,54 @@ class Store:
             fp = fingerprint(facts)
             contexts[fp] = json.dumps(facts, sort_keys=True, default=str)
             stats = rec.stats or {}
-            rows.append({
-                "run_id": run.run_id, "case_id": rec.case_id, "context": fp,
-                "label": case_label(rec.case), "status": rec.status, "started_at": rec.started_at,
-                "created_at": run.created_at,
-                "throughput": stats.get("throughput"), "median_s": stats.get("median"),
-                "p99_s": stats.get("p99"), "peak_rss_bytes": (rec.memory or {}).get("host_peak_rss_bytes"),
-                "energy_j_per_sample": energy_per_sample(rec.energy),
-                "record": json.dumps(rec.to_dict(), separators=(",", ":"), default=str),
-            })
+            rows.append(
+                {
+                    "run_id": run.run_id,
+                    "case_id": rec.case_id,
+                    "context": fp,
+                    "label": case_label(rec.case),
+                    "status": rec.status,
+                    "started_at": rec.started_at,
+                    "created_at": run.created_at,
+                    "throughput": stats.get("throughput"),
+                    "median_s": stats.get("median"),
+                    "p99_s": stats.get("p99"),
+                    "peak_rss_bytes": (rec.memory or {}).get("host_peak_rss_bytes"),
+                    "energy_j_per_sample": energy_per_sample(rec.energy),
+                    "record": json.dumps(rec.to_dict(), separators=(",", ":"), default=str),
+                }
+            )
         insert = self._insert()
         from benchbench.results import utc_now
 
         with self._write() as conn, conn.begin():
-            conn.execute(insert(self.t_runs).values(
-                run_id=run.run_id, suite=run.suite, created_at=run.created_at, imported_at=utc_now(),
-                git_commit=run.commit, source=run.source,
-                environment=json.dumps(run.environment, sort_keys=True, default=str),
-            ).on_conflict_do_nothing(index_elements=["run_id"]))
+            conn.execute(
+                insert(self.t_runs)
+                .values(
+                    run_id=run.run_id,
+                    suite=run.suite,
+                    created_at=run.created_at,
+                    imported_at=utc_now(),
+                    git_commit=run.commit,
+                    source=run.source,
+                    environment=json.dumps(run.environment, sort_keys=True, default=str),
+                )
+                .on_conflict_do_nothing(index_elements=["run_id"])
+            )
             for fp, facts_json in contexts.items():
-                conn.execute(insert(self.t_contexts).values(fingerprint=fp, facts=facts_json)
-                             .on_conflict_do_nothing(index_elements=["fingerprint"]))
+                conn.execute(
+                    insert(self.t_contexts)
+                    .values(fingerprint=fp, facts=facts_json)
+                    .on_conflict_do_nothing(index_elements=["fingerprint"])
+                )
             added = 0
             for row in rows:
-                res = conn.execute(insert(self.t_records).values(**row)
-                                   .on_conflict_do_nothing(index_elements=["run_id", "case_id"])
-                                   .returning(self.t_records.c.id))
+                res = conn.execute(
+                    insert(self.t_records)
+                    .values(**row)
+                    .on_conflict_do_nothing(index_elements=["run_id", "case_id"])
+                    .returning(self.t_records.c.id)
+                )
                 added += len(res.fetchall())
         return added
 
@@ -306,9 +337,11 @@ class Store:
         sa, t = self.sa, self.t_runs
         cols = [t.c.run_id, t.c.suite, t.c.created_at, t.c.git_commit]
         if counts:
-            q = (sa.select(*cols, sa.func.count(self.t_records.c.id).label("records"))
-                 .select_from(t.outerjoin(self.t_records, self.t_records.c.run_id == t.c.run_id))
-                 .group_by(*cols))
+            q = (
+                sa.select(*cols, sa.func.count(self.t_records.c.id).label("records"))
+                .select_from(t.outerjoin(self.t_records, self.t_records.c.run_id == t.c.run_id))
+                .group_by(*cols)
+            )
         else:
             q = sa.select(*cols)
         q = q.order_by(t.c.created_at, t.c.run_id)
@@ -352,8 +385,10 @@ class Store:
             if len({r["git_commit"] for r in hits}) == 1 and hits[0]["git_commit"]:
                 return hits[-1]["run_id"]  # a commit measured several times: its newest run
             raise UserError(f"{ref!r} is ambiguous in the store: {ids}")
-        raise UserError(f"{ref!r}: no such run in store {self.display_url} "
-                        f"(use latest, latest~N, YYYY-MM-DD, a run id or a git commit)")
+        raise UserError(
+            f"{ref!r}: no such run in store {self.display_url} "
+            f"(use latest, latest~N, YYYY-MM-DD, a run id or a git commit)"
+        )
 
     def load_run(self, run_id: str) -> Run:
         sa = self.sa
@@ -361,30 +396,61 @@ class Store:
             head = conn.execute(sa.select(self.t_runs).where(self.t_runs.c.run_id == run_id)).first()
             if head is None:
                 raise UserError(f"{run_id!r}: no such run in store {self.display_url}")
-            recs = conn.execute(sa.select(self.t_records.c.record).where(self.t_records.c.run_id == run_id)
-                                .order_by(self.t_records.c.id)).scalars().all()
+            recs = (
+                conn.execute(
+                    sa.select(self.t_records.c.record)
+                    .where(self.t_records.c.run_id == run_id)
+                    .order_by(self.t_records.c.id)
+                )
+                .scalars()
+                .all()
+            )
         env = json.loads(head.environment or "{}")
-        return Run(run_id=run_id, suite=head.suite, created_at=head.created_at,
-                   records=[Record.from_dict(json.loads(r)) for r in recs], environment=env,
-                   source=f"{self.display_url}#{run_id}")
+        return Run(
+            run_id=run_id,
+            suite=head.suite,
+            created_at=head.created_at,
+            records=[Record.from_dict(json.loads(r)) for r in recs],
+            environment=env,
+            source=f"{self.display_url}#{run_id}",
+        )
 
     def _series_columns(self) -> list:
         """What a series row holds: the run, its time and commit, the headline figures."""
         r, t = self.t_records, self.t_runs
-        return [r.c.run_id, r.c.created_at, t.c.git_commit, r.c.throughput, r.c.median_s, r.c.p99_s,
-                r.c.peak_rss_bytes, r.c.energy_j_per_sample]
+        return [
+            r.c.run_id,
+            r.c.created_at,
+            t.c.git_commit,
+            r.c.throughput,
+            r.c.median_s,
+            r.c.p99_s,
+            r.c.peak_rss_bytes,
+            r.c.energy_j_per_sample,
+        ]
 
-    def series(self, case_id: str, context: str, *, before: str | None = None, until: str | None = None,
-               exclude: tuple[str, ...] = (), limit: int | None = None, with_record: bool = False) -> list[dict]:
+    def series(
+        self,
+        case_id: str,
+        context: str,
+        *,
+        before: str | None = None,
+        until: str | None = None,
+        exclude: tuple[str, ...] = (),
+        limit: int | None = None,
+        with_record: bool = False,
+    ) -> list[dict]:
         """One series' ok records, oldest first (the newest ``limit``): run_id,
         created_at, git_commit and the headline figures (and the whole record as JSON
         with ``with_record``); ``before`` / ``until``: runs created before / up to then."""
         sa, r, t = self.sa, self.t_records, self.t_runs
         cols = self._series_columns() + ([r.c.record] if with_record else [])
-        q = (sa.select(*cols)
-             .join(t, t.c.run_id == r.c.run_id)
-             .where(r.c.case_id == case_id, r.c.context == context, r.c.status == "ok")
-             .order_by(r.c.created_at.desc(), r.c.run_id.desc()))
+        q = (
+            sa.select(*cols)
+            .join(t, t.c.run_id == r.c.run_id)
+            .where(r.c.case_id == case_id, r.c.context == context, r.c.status == "ok")
+            .order_by(r.c.created_at.desc(), r.c.run_id.desc())
+        )
         if before is not None:
             q = q.where(r.c.created_at < before)
         if until is not None:
@@ -398,8 +464,15 @@ class Store:
         rows.reverse()
         return rows
 
-    def series_many(self, keys: list[tuple[str, str]], *, before: str | None = None, until: str | None = None,
-                    exclude: tuple[str, ...] = (), limit: int) -> dict[tuple[str, str], list[dict]]:
+    def series_many(
+        self,
+        keys: list[tuple[str, str]],
+        *,
+        before: str | None = None,
+        until: str | None = None,
+        exclude: tuple[str, ...] = (),
+        limit: int,
+    ) -> dict[tuple[str, str], list[dict]]:
         """``series`` for many (case_id, context) keys at once, same rows and order: one
         query over the records of the newest ``limit`` + ``SLACK`` runs in the time range,
         then the exact per-series query only for the keys that had fewer than ``limit``
@@ -419,8 +492,11 @@ class Store:
         with self.engine.connect() as conn:
             run_ids = conn.execute(runs_q).scalars().all()
             for i in range(0, len(run_ids), 500):
-                q = (sa.select(*cols).join(t, t.c.run_id == r.c.run_id)
-                     .where(r.c.run_id.in_(run_ids[i:i + 500]), r.c.status == "ok"))
+                q = (
+                    sa.select(*cols)
+                    .join(t, t.c.run_id == r.c.run_id)
+                    .where(r.c.run_id.in_(run_ids[i : i + 500]), r.c.status == "ok")
+                )
                 for row in conn.execute(q):
                     key = (row[0], row[1])
                     if key in wanted:
@@ -436,11 +512,20 @@ class Store:
     def all_series(self, suite: str | None = None) -> list[dict]:
         """Every series: case_id, context, label, facts, runs (count)."""
         sa, r, t, c = self.sa, self.t_records, self.t_runs, self.t_contexts
-        q = (sa.select(r.c.case_id, r.c.context, sa.func.max(r.c.label).label("label"), c.c.facts,
-                       sa.func.count().label("runs"))
-             .join(t, t.c.run_id == r.c.run_id).join(c, c.c.fingerprint == r.c.context)
-             .where(r.c.status == "ok")
-             .group_by(r.c.case_id, r.c.context, c.c.facts).order_by(sa.func.max(r.c.label), r.c.context))
+        q = (
+            sa.select(
+                r.c.case_id,
+                r.c.context,
+                sa.func.max(r.c.label).label("label"),
+                c.c.facts,
+                sa.func.count().label("runs"),
+            )
+            .join(t, t.c.run_id == r.c.run_id)
+            .join(c, c.c.fingerprint == r.c.context)
+            .where(r.c.status == "ok")
+            .group_by(r.c.case_id, r.c.context, c.c.facts)
+            .order_by(sa.func.max(r.c.label), r.c.context)
+        )
         if suite:
             q = q.where(t.c.suite == suite)
         with self.engine.connect() as conn:

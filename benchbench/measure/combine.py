@@ -54,8 +54,13 @@ def process_case(case: Case, index: int) -> Case:
     takes no longer."""
     s = case.settings
     k = planned_processes(case)
-    settings = dataclasses.replace(s, process=index, min_time=s.min_time / k, max_time=s.max_time / k,
-                                   min_iters=max(MIN_ITERS_PER_PROCESS, math.ceil(s.min_iters / k)))
+    settings = dataclasses.replace(
+        s,
+        process=index,
+        min_time=s.min_time / k,
+        max_time=s.max_time / k,
+        min_iters=max(MIN_ITERS_PER_PROCESS, math.ceil(s.min_iters / k)),
+    )
     return dataclasses.replace(case, settings=settings)
 
 
@@ -85,8 +90,14 @@ def next_process(case: Case, done: list[Record]) -> tuple[bool, str]:
     if k < min(AUTO_FLOOR_PROCESSES, s.max_processes):
         return True, "min processes"
     elapsed = sum(r.duration_s or 0.0 for r in done)
-    return proc_stats.auto_decision([r.samples for r in done], s.target_rel_ci, s.max_processes, elapsed,
-                                    time_budget(case, done), min_processes=planned_processes(case))
+    return proc_stats.auto_decision(
+        [r.samples for r in done],
+        s.target_rel_ci,
+        s.max_processes,
+        elapsed,
+        time_budget(case, done),
+        min_processes=planned_processes(case),
+    )
 
 
 def _process_entry(summary: dict[str, Any], rec: Record) -> dict[str, Any]:
@@ -111,15 +122,23 @@ def combine_records(case: Case, done: list[Record], stopped_by: str) -> Record:
         raise ValueError("no process records to combine")
     first = done[0]
     if any(not r.samples for r in done):  # nothing to combine: the first process's record as it is
-        return dataclasses.replace(first, case=case.to_dict(), processes={"processes": len(done),
-                                                                          "stopped_by": stopped_by})
+        return dataclasses.replace(
+            first, case=case.to_dict(), processes={"processes": len(done), "stopped_by": stopped_by}
+        )
     batch = case.batch_size * case.devices
     pooled = [t for r in done for t in r.samples]
     ps = proc_stats.combine([r.samples for r in done], batch)
     stats = summarize(pooled, batch).to_dict()
-    stats.update(median=ps.median, ci95_low=ps.ci95_low, ci95_high=ps.ci95_high, rel_ci=ps.rel_ci,
-                 ms_per_batch=ps.ms_per_batch, ms_per_sample=ps.ms_per_sample,
-                 interval_scope=ps.interval_scope, processes=ps.processes)
+    stats.update(
+        median=ps.median,
+        ci95_low=ps.ci95_low,
+        ci95_high=ps.ci95_high,
+        rel_ci=ps.rel_ci,
+        ms_per_batch=ps.ms_per_batch,
+        ms_per_sample=ps.ms_per_sample,
+        interval_scope=ps.interval_scope,
+        processes=ps.processes,
+    )
     info = ps.to_dict()
     info["per_process"] = [_process_entry(p, r) for p, r in zip(info["per_process"], done)]
     info["stopped_by"] = stopped_by
@@ -146,11 +165,24 @@ def combine_records(case: Case, done: list[Record], stopped_by: str) -> Record:
         telemetry["window"] = f"process 1 of {len(done)}"
     energy = combine_energy([r.energy or {} for r in done])
     return Record(
-        case=case.to_dict(), status="ok", stats=stats, samples=pooled, timing=timing, memory=memory,
-        model=first.model, cold_start=first.cold_start, runtime=first.runtime, telemetry=telemetry,
-        energy=energy, pipeline=first.pipeline, fidelity=first.fidelity, processes=info,
-        started_at=first.started_at, ended_at=done[-1].ended_at,
-        duration_s=sum(r.duration_s or 0.0 for r in done), host=first.host,
+        case=case.to_dict(),
+        status="ok",
+        stats=stats,
+        samples=pooled,
+        timing=timing,
+        memory=memory,
+        model=first.model,
+        cold_start=first.cold_start,
+        runtime=first.runtime,
+        telemetry=telemetry,
+        energy=energy,
+        pipeline=first.pipeline,
+        fidelity=first.fidelity,
+        processes=info,
+        started_at=first.started_at,
+        ended_at=done[-1].ended_at,
+        duration_s=sum(r.duration_s or 0.0 for r in done),
+        host=first.host,
     )
 
 
@@ -159,8 +191,12 @@ def failed_record(case: Case, bad: Record, done: list[Record]) -> Record:
     keeping what its earlier processes measured in ``processes``."""
     rec = dataclasses.replace(bad, case=case.to_dict())
     if done:
-        rec.processes = {"failed_process": len(done) + 1, "ok_before": [
-            _process_entry({"n": len(r.samples), "median": (r.stats or {}).get("median")}, r) for r in done]}
+        rec.processes = {
+            "failed_process": len(done) + 1,
+            "ok_before": [
+                _process_entry({"n": len(r.samples), "median": (r.stats or {}).get("median")}, r) for r in done
+            ],
+        }
     return rec
 
 
@@ -177,9 +213,13 @@ def combine_energy(parts: list[dict]) -> dict:
     first = parts[0]
     window = sum(float(p.get("window_s") or 0.0) for p in parts)
     samples = sum(int(p.get("samples") or 0) for p in parts)
-    out: dict[str, Any] = {"window_s": window, "samples": samples, "primary": first.get("primary"),
-                           "processes": len(parts),
-                           "window": f"the timed windows of all {len(parts)} processes together"}
+    out: dict[str, Any] = {
+        "window_s": window,
+        "samples": samples,
+        "primary": first.get("primary"),
+        "processes": len(parts),
+        "window": f"the timed windows of all {len(parts)} processes together",
+    }
     for domain, entry in first.items():
         if not isinstance(entry, dict):
             continue
@@ -190,20 +230,29 @@ def combine_energy(parts: list[dict]) -> dict:
         if missing is not None or len(sources) > 1:
             merged.update({k: None for k in ENERGY_FIELDS + ABOVE_IDLE_FIELDS if k in merged or k in ENERGY_FIELDS})
             merged["source"] = "unavailable" if missing is not None else "mixed"
-            merged["reason"] = ((missing or {}).get("reason") or "a process had no energy figure") if missing \
+            merged["reason"] = (
+                ((missing or {}).get("reason") or "a process had no energy figure")
+                if missing
                 else f"processes used different sources: {', '.join(sorted(map(str, sources)))}"
+            )
         else:
             joules = sum(float(e["energy_j"]) for e in entries)
-            merged.update(energy_j=joules, avg_w=joules / window if window > 0 else None,
-                          j_per_sample=joules / samples if samples else None,
-                          samples_per_j=samples / joules if joules > 0 else None)
+            merged.update(
+                energy_j=joules,
+                avg_w=joules / window if window > 0 else None,
+                j_per_sample=joules / samples if samples else None,
+                samples_per_j=samples / joules if joules > 0 else None,
+            )
             merged["warnings"] = sorted({w for e in entries for w in (e.get("warnings") or [])}) or None
             if merged["warnings"] is None:
                 merged.pop("warnings")
             idle_w = entry.get("idle_w")
             if idle_w is not None:  # process 1's idle baseline, over every process's window
                 above = joules - idle_w * window
-                merged.update(above_idle_energy_j=above, above_idle_j_per_sample=above / samples if samples else None,
-                              above_idle_samples_per_j=samples / above if samples and above > 0 else None)
+                merged.update(
+                    above_idle_energy_j=above,
+                    above_idle_j_per_sample=above / samples if samples else None,
+                    above_idle_samples_per_j=samples / above if samples and above > 0 else None,
+                )
         out[domain] = merged
     return out

@@ -68,17 +68,70 @@ SCOPE_BETWEEN = "between-process"
 
 # Student t 0.975 quantiles, df = 1..30 (scipy.stats.t.ppf(0.975, df), 6 decimals).
 _T975 = (
-    12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004,
-    2.262157, 2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905,
-    2.109816, 2.100922, 2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899,
-    2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272,
+    12.706205,
+    4.302653,
+    3.182446,
+    2.776445,
+    2.570582,
+    2.446912,
+    2.364624,
+    2.306004,
+    2.262157,
+    2.228139,
+    2.200985,
+    2.178813,
+    2.160369,
+    2.144787,
+    2.131450,
+    2.119905,
+    2.109816,
+    2.100922,
+    2.093024,
+    2.085963,
+    2.079614,
+    2.073873,
+    2.068658,
+    2.063899,
+    2.059539,
+    2.055529,
+    2.051831,
+    2.048407,
+    2.045230,
+    2.042272,
 )
 # c_K = √K · sd(median of K standard normals), K = 1..30, by numerical integration of
 # the order-statistic densities; even K averages the two middle values.
 _MEDIAN_SE_FACTOR = (
-    1.0, 1.0, 1.1602, 1.0922, 1.1976, 1.1351, 1.2137, 1.1599, 1.2227, 1.1761,
-    1.2283, 1.1875, 1.2322, 1.1960, 1.2351, 1.2025, 1.2373, 1.2077, 1.2390, 1.2119,
-    1.2403, 1.2154, 1.2415, 1.2184, 1.2424, 1.2209, 1.2433, 1.2231, 1.2440, 1.2250,
+    1.0,
+    1.0,
+    1.1602,
+    1.0922,
+    1.1976,
+    1.1351,
+    1.2137,
+    1.1599,
+    1.2227,
+    1.1761,
+    1.2283,
+    1.1875,
+    1.2322,
+    1.1960,
+    1.2351,
+    1.2025,
+    1.2373,
+    1.2077,
+    1.2390,
+    1.2119,
+    1.2403,
+    1.2154,
+    1.2415,
+    1.2184,
+    1.2424,
+    1.2209,
+    1.2433,
+    1.2231,
+    1.2440,
+    1.2250,
 )
 _EXACT_BINOMIAL_MAX_N = 60  # larger processes use the normal approximation (see _median_cdf)
 
@@ -90,8 +143,12 @@ def t975(df: int) -> float:
     if df <= len(_T975):
         return _T975[df - 1]
     z = Z95
-    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
+    return (
+        z
+        + (z**3 + z) / (4 * df)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
+    )
 
 
 def median_se_factor(k: int) -> float:
@@ -112,8 +169,13 @@ class ProcessSummary:
     rel_ci: float | None  # within-process CI half-width / median
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "median": self.median, "ci95_low": self.ci95_low,
-                "ci95_high": self.ci95_high, "rel_ci": self.rel_ci}
+        return {
+            "n": self.n,
+            "median": self.median,
+            "ci95_low": self.ci95_low,
+            "ci95_high": self.ci95_high,
+            "rel_ci": self.rel_ci,
+        }
 
 
 @dataclass(frozen=True)
@@ -139,12 +201,20 @@ class ProcessStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "processes": self.processes, "method": self.method,
-            "interval_scope": self.interval_scope, "n": self.n, "median": self.median,
-            "ci95_low": self.ci95_low, "ci95_high": self.ci95_high, "rel_ci": self.rel_ci,
-            "within_rel_ci": self.within_rel_ci, "between_rel_sd": self.between_rel_sd,
-            "between_share": self.between_share, "batch_size": self.batch_size,
-            "throughput": self.throughput, "ms_per_batch": self.ms_per_batch,
+            "processes": self.processes,
+            "method": self.method,
+            "interval_scope": self.interval_scope,
+            "n": self.n,
+            "median": self.median,
+            "ci95_low": self.ci95_low,
+            "ci95_high": self.ci95_high,
+            "rel_ci": self.rel_ci,
+            "within_rel_ci": self.within_rel_ci,
+            "between_rel_sd": self.between_rel_sd,
+            "between_share": self.between_share,
+            "batch_size": self.batch_size,
+            "throughput": self.throughput,
+            "ms_per_batch": self.ms_per_batch,
             "ms_per_sample": self.ms_per_sample,
             "per_process": [p.to_dict() for p in self.per_process],
         }
@@ -156,8 +226,9 @@ def summarize_process(sorted_xs: Sequence[float]) -> ProcessSummary:
     med = percentile(xs, 50)
     ci = median_ci(xs)
     rel = (ci[1] - ci[0]) / 2.0 / med if ci is not None and med > 0 else None
-    return ProcessSummary(n=len(xs), median=med, ci95_low=ci[0] if ci else None,
-                          ci95_high=ci[1] if ci else None, rel_ci=rel)
+    return ProcessSummary(
+        n=len(xs), median=med, ci95_low=ci[0] if ci else None, ci95_high=ci[1] if ci else None, rel_ci=rel
+    )
 
 
 def combine(
@@ -191,8 +262,7 @@ def combine(
     else:
         sd = statistics.stdev(meds)
         between_rel_sd = sd / med if med > 0 else None
-        halves = [(p.ci95_high - p.ci95_low) / 2.0 for p in per
-                  if p.ci95_low is not None and p.ci95_high is not None]
+        halves = [(p.ci95_high - p.ci95_low) / 2.0 for p in per if p.ci95_low is not None and p.ci95_high is not None]
         # sd of one process's median from its own sampling noise alone
         se_w = within_rel * med / Z95 if within_rel is not None else 0.0
         if halves and sd > 0:
@@ -213,11 +283,22 @@ def combine(
     n = sum(len(xs) for xs in sorted_runs)
     rel_ci = (hi - lo) / 2.0 / med if lo is not None and hi is not None and med > 0 else None
     return ProcessStats(
-        processes=k, method=used, interval_scope=scope, n=n, median=med,
-        ci95_low=lo, ci95_high=hi, rel_ci=rel_ci, within_rel_ci=within_rel,
-        between_rel_sd=between_rel_sd, between_share=between_share, batch_size=batch_size,
+        processes=k,
+        method=used,
+        interval_scope=scope,
+        n=n,
+        median=med,
+        ci95_low=lo,
+        ci95_high=hi,
+        rel_ci=rel_ci,
+        within_rel_ci=within_rel,
+        between_rel_sd=between_rel_sd,
+        between_share=between_share,
+        batch_size=batch_size,
         throughput=batch_size * n / total if total > 0 else None,
-        ms_per_batch=med * 1e3, ms_per_sample=med * 1e3 / batch_size, per_process=per,
+        ms_per_batch=med * 1e3,
+        ms_per_sample=med * 1e3 / batch_size,
+        per_process=per,
     )
 
 
@@ -245,8 +326,7 @@ def _median_cdf(n: int, rank: int) -> list[float]:
     return cdf
 
 
-def _hierarchical_bootstrap(sorted_runs: list[list[float]], resamples: int,
-                            seed: int) -> tuple[float, float]:
+def _hierarchical_bootstrap(sorted_runs: list[list[float]], resamples: int, seed: int) -> tuple[float, float]:
     """95% percentile interval of the median of process medians, resampling processes
     and then samples within each. A resampled process's median is drawn from its exact
     (order-statistic) distribution: inverse CDF of a uniform. For even n the two middle

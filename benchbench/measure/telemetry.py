@@ -373,6 +373,7 @@ def series_and_summary(readings: list[Reading], times: list[float], t0: float, t
                 if ch.rate is None:
                     continue
                 key = f"{r.source.name}.{ch.rate}"
+
                 # its rate per second, or per the increase of the `per` counter, over each
                 # bucket (from the tick before it to its last tick) and over the window
                 def rate(ta: float, tb: float) -> float | None:

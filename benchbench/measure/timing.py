@@ -72,8 +72,12 @@ def choose_block_size(per_iter_s: float, min_block_time: float = MIN_BLOCK_TIME)
     return max(1, math.ceil(min_block_time / per_iter_s))
 
 
-def measure(step: Callable[[], None], settings: Settings, clock: Clock = time.perf_counter,
-            timed_window: Callable[[], AbstractContextManager] | None = None) -> Timing:
+def measure(
+    step: Callable[[], None],
+    settings: Settings,
+    clock: Clock = time.perf_counter,
+    timed_window: Callable[[], AbstractContextManager] | None = None,
+) -> Timing:
     """Time ``step`` by the rules in DESIGN.md; see the module docstring.
 
     ``timed_window`` (e.g. the telemetry sampler) is entered after warm-up, just before

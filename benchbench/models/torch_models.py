@@ -79,7 +79,7 @@ def build(name: str, input_shape) -> nn.Module:
     if kind == "timm":
         import timm
 
-        return timm.create_model(name[len(TIMM_PREFIX):], pretrained=False)
+        return timm.create_model(name[len(TIMM_PREFIX) :], pretrained=False)
     import torchvision
 
     return torchvision.models.get_model(name, weights=None)
@@ -96,6 +96,7 @@ def loss_for(name: str):
 
         return "binary cross-entropy", bce, targets
     if seed and seed.loss == "sparse categorical cross-entropy":
+
         def sparse_cce(probs, y):  # the model ends in softmax, as in Keras
             return nn.functional.nll_loss(torch.log(probs.clamp_min(1e-7)), y)
 

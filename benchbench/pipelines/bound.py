@@ -15,11 +15,19 @@ def fmt_rate(rate: float) -> str:
     return f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}"
 
 
-def classify(loader: float | None, model: float | None, end_to_end: float | None = None,
-             tolerance: float = TOLERANCE) -> dict:
+def classify(
+    loader: float | None, model: float | None, end_to_end: float | None = None, tolerance: float = TOLERANCE
+) -> dict:
     """{bound: input|compute|balanced|unknown, text, the rates, ratios}."""
-    out = {"loader_rate": loader, "model_rate": model, "end_to_end_rate": end_to_end,
-           "tolerance": tolerance, "end_to_end_vs_model": None, "end_to_end_vs_slower": None, "note": None}
+    out = {
+        "loader_rate": loader,
+        "model_rate": model,
+        "end_to_end_rate": end_to_end,
+        "tolerance": tolerance,
+        "end_to_end_vs_model": None,
+        "end_to_end_vs_slower": None,
+        "note": None,
+    }
     if not loader or not model or loader <= 0 or model <= 0:
         missing = [n for n, r in (("loader", loader), ("model", model)) if not r or r <= 0]
         out.update(bound="unknown", text=f"unknown: no {' or '.join(missing)} rate")
@@ -36,6 +44,8 @@ def classify(loader: float | None, model: float | None, end_to_end: float | None
         out["end_to_end_vs_model"] = end_to_end / model
         out["end_to_end_vs_slower"] = end_to_end / slower
         if end_to_end < slower * (1 - tolerance):
-            out["note"] = (f"end to end {fmt_rate(end_to_end)} img/s is {end_to_end / slower:.0%} of the slower "
-                           "side: loader and model do not overlap fully (on a CPU they share the cores)")
+            out["note"] = (
+                f"end to end {fmt_rate(end_to_end)} img/s is {end_to_end / slower:.0%} of the slower "
+                "side: loader and model do not overlap fully (on a CPU they share the cores)"
+            )
     return out

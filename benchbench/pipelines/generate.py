@@ -64,8 +64,15 @@ def generate(out: str | os.PathLike, images: int, size: int = 256, classes: int 
         path.parent.mkdir(exist_ok=True)
         _image(rng, size, label, classes).save(path, "JPEG", quality=QUALITY)
         files[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    manifest = {"format": FORMAT, "images": images, "size": size, "classes": classes, "seed": seed,
-                "quality": QUALITY, "files": files}
+    manifest = {
+        "format": FORMAT,
+        "images": images,
+        "size": size,
+        "classes": classes,
+        "seed": seed,
+        "quality": QUALITY,
+        "files": files,
+    }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     return manifest
 

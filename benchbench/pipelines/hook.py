@@ -83,8 +83,10 @@ def _set_threads(case) -> dict:
     from benchbench.framework import tf_runtime as tfb
 
     tfb.set_threads(*tfb.thread_counts(case.threads))
-    return {"threads": tfb.tf.config.threading.get_intra_op_parallelism_threads(),
-            "versions": {"tensorflow": tfb.tf.__version__}}
+    return {
+        "threads": tfb.tf.config.threading.get_intra_op_parallelism_threads(),
+        "versions": {"tensorflow": tfb.tf.__version__},
+    }
 
 
 def _rate(timing, batch: int) -> float | None:
@@ -101,8 +103,12 @@ def prepare(case, backend) -> Prepared:
     folder, gen_s = _folder(case.data)
     if case.mode == "data":
         kind = case.device.split(":")[0]  # pin_memory: auto pins for a cuda case's loader too
-        runtime = {"framework": case.framework, "device_type": "cpu",  # the loader alone runs on the host
-                   "loader_for_device": kind, **_set_threads(case)}
+        runtime = {
+            "framework": case.framework,
+            "device_type": "cpu",  # the loader alone runs on the host
+            "loader_for_device": kind,
+            **_set_threads(case),
+        }
         t0 = time.perf_counter()
         pipe = _pipeline(case, folder, kind)
         meter = CpuMeter()
@@ -129,8 +135,10 @@ def prepare(case, backend) -> Prepared:
     inner = backend.prepare(case)
     inputs = getattr(inner, "inputs", None)
     if inputs is None:
-        raise Skip(f"the {case.framework} backend does not expose its input tensors for a data pipeline "
-                   f"(variant {case.variant})")
+        raise Skip(
+            f"the {case.framework} backend does not expose its input tensors for a data pipeline "
+            f"(variant {case.variant})"
+        )
     device_type = inner.runtime.get("device_type", "cpu")
     pipe = _pipeline(case, folder, device_type)
     copy = pipe.copier(*inputs)

@@ -139,8 +139,11 @@ class TfPipeline:
         }  # fmt: skip
 
     def counters(self) -> dict:
-        return {"batches": self.batches, "corrupt_skipped": len(self.corrupt_files),
-                "corrupt_files": self.corrupt_files[:20]}
+        return {
+            "batches": self.batches,
+            "corrupt_skipped": len(self.corrupt_files),
+            "corrupt_files": self.corrupt_files[:20],
+        }
 
     def close(self) -> None:
         self._it = None

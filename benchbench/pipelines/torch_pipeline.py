@@ -131,8 +131,12 @@ class TorchPipeline:
         }  # fmt: skip
 
     def counters(self) -> dict:
-        return {"batches": self.batches, "epochs_started": self.epochs,
-                "corrupt_skipped": self.corrupt_events, "corrupt_files": list(self.corrupt_files)[:20]}
+        return {
+            "batches": self.batches,
+            "epochs_started": self.epochs,
+            "corrupt_skipped": self.corrupt_events,
+            "corrupt_files": list(self.corrupt_files)[:20],
+        }
 
     def close(self) -> None:
         self._it = None

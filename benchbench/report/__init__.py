@@ -32,25 +32,63 @@ def sections(runs: list[data.Run], df, baseline: str | None) -> list[Section]:
     ok = data.ok_rows(df)
     out = []
     if not df.empty:
-        out.append(Section("summary", "Summary", body=page.summary_table(df, baseline),
-                           note="Click a column header to sort; type in the box to filter. samples/s is "
-                                "measured over the whole timed window; latency is per batch."))
-    out.append(Section(
-        "throughput", "Throughput", figures=figures.throughput(ok), wide=True,
-        note="Bars: throughput at the median iteration time (batch size / median). Error bars: the median's "
-             "95% confidence interval turned into throughput (batch / CI high … batch / CI low); none where "
-             "too few samples. Colour: variant; fill pattern: framework."))
-    out.append(Section("latency", "Latency distributions", figures=figures.latency(ok),
-                       note="Boxes from the raw per-iteration times of each case (ms per batch): median, "
-                            "quartiles, whiskers at 1.5 IQR, outliers as points."))
-    out.append(Section("scaling", "Batch-size scaling", figures=figures.scaling(ok),
-                       note="Throughput at the median and p50 latency against batch size. Colour: variant; "
-                            "line: solid inference, dashed train; marker: device."))
-    out.append(Section("frameworks", "Framework comparison", figures=figures.frameworks(ok), wide=True,
-                       note="The same case on each framework (throughput at the median, 95% CI)."))
-    out.append(Section("memory", "Memory", figures=figures.memory(df), wide=True,
-                       note="Peak RSS of the worker process (framework import and model build included) and "
-                            "the device allocator's peak where the device has one."))
+        out.append(
+            Section(
+                "summary",
+                "Summary",
+                body=page.summary_table(df, baseline),
+                note="Click a column header to sort; type in the box to filter. samples/s is "
+                "measured over the whole timed window; latency is per batch.",
+            )
+        )
+    out.append(
+        Section(
+            "throughput",
+            "Throughput",
+            figures=figures.throughput(ok),
+            wide=True,
+            note="Bars: throughput at the median iteration time (batch size / median). Error bars: the median's "
+            "95% confidence interval turned into throughput (batch / CI high … batch / CI low); none where "
+            "too few samples. Colour: variant; fill pattern: framework.",
+        )
+    )
+    out.append(
+        Section(
+            "latency",
+            "Latency distributions",
+            figures=figures.latency(ok),
+            note="Boxes from the raw per-iteration times of each case (ms per batch): median, "
+            "quartiles, whiskers at 1.5 IQR, outliers as points.",
+        )
+    )
+    out.append(
+        Section(
+            "scaling",
+            "Batch-size scaling",
+            figures=figures.scaling(ok),
+            note="Throughput at the median and p50 latency against batch size. Colour: variant; "
+            "line: solid inference, dashed train; marker: device.",
+        )
+    )
+    out.append(
+        Section(
+            "frameworks",
+            "Framework comparison",
+            figures=figures.frameworks(ok),
+            wide=True,
+            note="The same case on each framework (throughput at the median, 95% CI).",
+        )
+    )
+    out.append(
+        Section(
+            "memory",
+            "Memory",
+            figures=figures.memory(df),
+            wide=True,
+            note="Peak RSS of the worker process (framework import and model build included) and "
+            "the device allocator's peak where the device has one.",
+        )
+    )
     from benchbench.report import energy  # energy per sample with its source, the sampler's time series
 
     out.append(energy.section(runs, df) or Section("energy", "Energy and telemetry"))
@@ -68,9 +106,17 @@ def sections(runs: list[data.Run], df, baseline: str | None) -> list[Section]:
     return [s for s in out if s.figures or s.body]
 
 
-def build_report(run_dirs, out_path=None, baseline: str | None = None, fmt: str | None = None,
-                 hardware: bool = False, reference: str | None = None, devices=None, store: str | None = None,
-                 history_metric: str = "throughput") -> Path:
+def build_report(
+    run_dirs,
+    out_path=None,
+    baseline: str | None = None,
+    fmt: str | None = None,
+    hardware: bool = False,
+    reference: str | None = None,
+    devices=None,
+    store: str | None = None,
+    history_metric: str = "throughput",
+) -> Path:
     """Write the HTML report of ``run_dirs`` to ``out_path`` (default: see
     :func:`default_out`) and return its path. With ``fmt`` (png, svg or pdf) also write
     each figure to ``<stem>-figures/``; a missing kaleido or Chrome is a UserError
@@ -118,8 +164,11 @@ def build_report(run_dirs, out_path=None, baseline: str | None = None, fmt: str 
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, out)
     except OSError as e:
-        raise UserError(f"report: cannot write {out} ({e.strerror or type(e).__name__}"
-                        + (f": {e.filename}" if e.filename and str(e.filename) != str(tmp) else "") + ")") from None
+        raise UserError(
+            f"report: cannot write {out} ({e.strerror or type(e).__name__}"
+            + (f": {e.filename}" if e.filename and str(e.filename) != str(tmp) else "")
+            + ")"
+        ) from None
     if fmt is not None:
         static.export([f for s in secs for f in s.figures], static.figures_dir(out), fmt)
     return out

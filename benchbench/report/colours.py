@@ -24,8 +24,20 @@ FRAMEWORK_COLOURS = {
 }
 # Bar fill patterns per framework (colour stays the variant's in bar charts).
 FRAMEWORK_PATTERNS = {"torch": "", "tensorflow": "/", "jax": ".", "onnxruntime": "x"}
-SPARE = ("#bcbd22", "#0b6e4f", "#a05195", "#f95d6a", "#2f4b7c", "#ffa600", "#665191", "#003f5c",
-         "#7a5195", "#58508d", "#ef5675", "#4d9221")
+SPARE = (
+    "#bcbd22",
+    "#0b6e4f",
+    "#a05195",
+    "#f95d6a",
+    "#2f4b7c",
+    "#ffa600",
+    "#665191",
+    "#003f5c",
+    "#7a5195",
+    "#58508d",
+    "#ef5675",
+    "#4d9221",
+)
 SPARE_PATTERNS = ("\\", "-", "|", "+")
 
 

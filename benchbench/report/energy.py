@@ -39,11 +39,13 @@ SERIES_NAMES = {
 }
 # the machine-wide and secondary readings dotted, so a case's lines tell apart by style
 SERIES_DASH = {"cpu.system_cpu_pct": "dot", "nvml.mem_util_pct": "dot", "nvml.counter_power_w": "dot"}
-NOTE = ("Energy covers the timed window only (warm-up excluded), per domain, from the best source the "
-        "machine has: a hardware energy counter differenced over the window, else power samples integrated "
-        "over it; the source is named on every figure. Above idle: the total minus the idle power measured "
-        "before the case (<code>telemetry: {idle_baseline_s: …}</code>) times the window. Unavailable domains "
-        "are listed with the reason, never counted as zero.")
+NOTE = (
+    "Energy covers the timed window only (warm-up excluded), per domain, from the best source the "
+    "machine has: a hardware energy counter differenced over the window, else power samples integrated "
+    "over it; the source is named on every figure. Above idle: the total minus the idle power measured "
+    "before the case (<code>telemetry: {idle_baseline_s: …}</code>) times the window. Unavailable domains "
+    "are listed with the reason, never counted as zero."
+)
 
 
 def _records_by_row(runs) -> dict[tuple[str, str], object]:
@@ -65,13 +67,17 @@ def energy_rows(df: pd.DataFrame, recs: dict) -> list[tuple[object, str, dict]]:
 
 
 def _energy_hover(entry: dict, domain: str) -> str:
-    lines = [f"energy ({DOMAIN_LABEL.get(domain, esc(domain))}): {_sig(_num(entry.get('energy_j')), ' J')} over "
-             f"the timed window · source {esc(entry.get('source'))}",
-             f"average {_sig(_num(entry.get('avg_w')), ' W')} · {_sig(_num(entry.get('j_per_sample')), ' J/sample')}"
-             f" · {_sig(_num(entry.get('samples_per_j')), ' samples/J')}"]
+    lines = [
+        f"energy ({DOMAIN_LABEL.get(domain, esc(domain))}): {_sig(_num(entry.get('energy_j')), ' J')} over "
+        f"the timed window · source {esc(entry.get('source'))}",
+        f"average {_sig(_num(entry.get('avg_w')), ' W')} · {_sig(_num(entry.get('j_per_sample')), ' J/sample')}"
+        f" · {_sig(_num(entry.get('samples_per_j')), ' samples/J')}",
+    ]
     if _num(entry.get("above_idle_j_per_sample")) is not None:
-        lines.append(f"above idle ({_sig(_num(entry.get('idle_w')), ' W')} idle): "
-                     f"{_sig(_num(entry['above_idle_j_per_sample']), ' J/sample')}")
+        lines.append(
+            f"above idle ({_sig(_num(entry.get('idle_w')), ' W')} idle): "
+            f"{_sig(_num(entry['above_idle_j_per_sample']), ' J/sample')}"
+        )
     for w in entry.get("warnings") or []:
         lines.append("warning: " + esc(w))
     return "<br>".join(lines)
@@ -87,15 +93,22 @@ def per_sample_figure(rows: list[tuple[object, str, dict]]) -> list[tuple[str, g
         if not part:
             continue
         cats = list(dict.fromkeys(case_category(r) for r, _ in part))
-        fig = go.Figure(layout=base_layout(f"Energy per sample, {DOMAIN_LABEL[domain]}",
-                                           "model · batch size · device · mode",
-                                           "energy per sample (J/sample, timed window)", barmode="group"))
+        fig = go.Figure(
+            layout=base_layout(
+                f"Energy per sample, {DOMAIN_LABEL[domain]}",
+                "model · batch size · device · mode",
+                "energy per sample (J/sample, timed window)",
+                barmode="group",
+            )
+        )
         series: dict[str, list] = {}
         for r, e in part:
             series.setdefault(r.series, []).append((r, e))
         for name, items in series.items():
             fig.add_bar(
-                name=esc(name), offsetgroup=esc(name), x=[case_category(r) for r, _ in items],
+                name=esc(name),
+                offsetgroup=esc(name),
+                x=[case_category(r) for r, _ in items],
                 y=[_num(e["j_per_sample"]) for _, e in items],
                 marker=dict(color=variant_colour(items[0][0].variant)),
                 hovertext=[case_hover(r) + "<br>" + _energy_hover(e, domain) for r, e in items],
@@ -119,16 +132,24 @@ def series_figures(df: pd.DataFrame, recs: dict) -> tuple[list[tuple[str, go.Fig
     for test, title, axis in SERIES_KINDS:
         fig = go.Figure(layout=base_layout(title, "time since the timed window began (s)", axis))
         for r, series in drawn:
-            label = " · ".join([esc(r.model), f"bs{r.batch_size}", esc(r.device), esc(r.mode), esc(r.series)]
-                               + ([esc(r.origin)] if r.origin else []))
+            label = " · ".join(
+                [esc(r.model), f"bs{r.batch_size}", esc(r.device), esc(r.mode), esc(r.series)]
+                + ([esc(r.origin)] if r.origin else [])
+            )
             for key in sorted(k for k in series if k != "t_s" and test(k)):
                 ys = series[key]
                 if not any(_num(v) is not None for v in ys):
                     continue
                 name = f"{label} — {esc(SERIES_NAMES.get(key, key))}"
-                fig.add_scatter(x=series["t_s"], y=ys, mode="lines", name=name, legendgroup=esc(r.case_id),
-                                line=dict(width=1.5, color=variant_colour(r.variant), dash=SERIES_DASH.get(key)),
-                                hovertemplate=f"{name}<br>%{{x:.2f}} s: %{{y:.4g}}<extra></extra>")
+                fig.add_scatter(
+                    x=series["t_s"],
+                    y=ys,
+                    mode="lines",
+                    name=name,
+                    legendgroup=esc(r.case_id),
+                    line=dict(width=1.5, color=variant_colour(r.variant), dash=SERIES_DASH.get(key)),
+                    hovertemplate=f"{name}<br>%{{x:.2f}} s: %{{y:.4g}}<extra></extra>",
+                )
         if fig.data:
             fig.update_layout(legend=dict(y=-0.28))  # below the axis title: the names are long
             out.append((slug("telemetry", axis.split(" ")[0]), fig))
@@ -140,8 +161,18 @@ def _table_html(rows: list[tuple[object, str, dict]]) -> str:
     parts = []
     if measured:
         idle = any(_num(e.get("above_idle_j_per_sample")) is not None for _, _, e in measured)
-        heads = [("model", False), ("variant", False), ("mode", False), ("batch", True), ("device", False),
-                 ("domain", False), ("source", False), ("avg W", True), ("J/sample", True), ("samples/J", True)]
+        heads = [
+            ("model", False),
+            ("variant", False),
+            ("mode", False),
+            ("batch", True),
+            ("device", False),
+            ("domain", False),
+            ("source", False),
+            ("avg W", True),
+            ("J/sample", True),
+            ("samples/J", True),
+        ]
         heads += [("idle W", True), ("above idle J/sample", True)] if idle else []
         heads.append(("note", False))
         body = []
@@ -151,8 +182,14 @@ def _table_html(rows: list[tuple[object, str, dict]]) -> str:
             note = "; ".join(esc(x) for x in (e.get("warnings") or []))
             if idle and above is None:
                 note = "; ".join(x for x in (note, "above idle: " + esc(e.get("idle_reason") or "unavailable")) if x)
-            idle_cells = [_td(_sig(idle_w) if idle_w is not None else "", idle_w, "num"),
-                          _td(f"{above:.4g}" if above is not None else "", above, "num")] if idle else []
+            idle_cells = (
+                [
+                    _td(_sig(idle_w) if idle_w is not None else "", idle_w, "num"),
+                    _td(f"{above:.4g}" if above is not None else "", above, "num"),
+                ]
+                if idle
+                else []
+            )
             body.append("<tr>" + "".join([
                 _td(esc(r.model)), _td(esc(r.variant)), _td(esc(r.mode)), _td(str(r.batch_size), r.batch_size, "num"),
                 _td(esc(r.device) + (f" @ {esc(r.origin)}" if r.origin else "")), _td(esc(DOMAIN_LABEL.get(d, d))),
@@ -170,8 +207,10 @@ def _table_html(rows: list[tuple[object, str, dict]]) -> str:
             key = (d, str(e.get("reason") or "no reason recorded"))
             missing[key] = missing.get(key, 0) + 1
     if missing:
-        items = "".join(f"<li>{esc(DOMAIN_LABEL.get(d, d))}: unavailable in {n} case{'s' if n > 1 else ''} — "
-                        f"{esc(why)}</li>" for (d, why), n in sorted(missing.items()))
+        items = "".join(
+            f"<li>{esc(DOMAIN_LABEL.get(d, d))}: unavailable in {n} case{'s' if n > 1 else ''} — {esc(why)}</li>"
+            for (d, why), n in sorted(missing.items())
+        )
         parts.append(f'<ul class="unavailable">{items}</ul>')
     return "".join(parts)
 
@@ -188,8 +227,11 @@ def section(runs, df: pd.DataFrame) -> Section | None:
         return None
     note = NOTE
     if series:
-        note += (f" Time series: the sampler's readings inside the timed window (downsampled to at most 300 "
-                 f"points), for {drawn} of the {total} cases that have them; every case's series is in "
-                 f"<code>results.jsonl</code> (<code>telemetry.series</code>).")
-    return Section("energy", "Energy and telemetry", note=note, figures=figs + series, body=_table_html(rows),
-                   wide=True)
+        note += (
+            f" Time series: the sampler's readings inside the timed window (downsampled to at most 300 "
+            f"points), for {drawn} of the {total} cases that have them; every case's series is in "
+            f"<code>results.jsonl</code> (<code>telemetry.series</code>)."
+        )
+    return Section(
+        "energy", "Energy and telemetry", note=note, figures=figs + series, body=_table_html(rows), wide=True
+    )

@@ -29,7 +29,6 @@ MACHINE_SYMBOL = ("", "-open", "-dot", "-open-dot")  # the same device on anothe
 THROUGHPUT_AXIS = "throughput at median time (samples/s)"
 
 
-
 def esc(value) -> str:
     """Text for Plotly labels (quotes kept: Plotly does not parse attributes)."""
     return _esc(value, quote=False)
@@ -41,6 +40,7 @@ def slug(*parts: str) -> str:
 
 
 # --- labels and hover ------------------------------------------------------------------
+
 
 def device_label(r) -> str:
     return esc(r.device) + (f" @ {esc(r.origin)}" if r.origin else "")
@@ -85,8 +85,11 @@ def case_hover(r) -> str:
     if r.optimizer:
         lines[1] += f" · optimizer {esc(r.optimizer)}"
     if _isnum(r.median_s):
-        ci = (f" (95% CI {fmt_ms(r.ci_low_s)}–{fmt_ms(r.ci_high_s)})" if _isnum(r.ci_low_s) and _isnum(r.ci_high_s)
-              else " (CI n/a: too few samples)")
+        ci = (
+            f" (95% CI {fmt_ms(r.ci_low_s)}–{fmt_ms(r.ci_high_s)})"
+            if _isnum(r.ci_low_s) and _isnum(r.ci_high_s)
+            else " (CI n/a: too few samples)"
+        )
         lines += [
             f"latency p50 {fmt_ms(r.median_s)} ms/batch{ci} · p99 {fmt_ms(r.p99_s)} ms",
             f"throughput at median {_sig(r.thr_median)} samples/s"
@@ -107,9 +110,16 @@ def case_hover(r) -> str:
 
 # --- layout helpers --------------------------------------------------------------------
 
+
 def base_layout(title: str, xtitle: str, ytitle: str, **extra) -> dict:
-    axis = dict(gridcolor="#e5e7eb", linecolor="#9ca3af", zerolinecolor="#d1d5db", automargin=True,
-                ticks="outside", tickcolor="#9ca3af")
+    axis = dict(
+        gridcolor="#e5e7eb",
+        linecolor="#9ca3af",
+        zerolinecolor="#d1d5db",
+        automargin=True,
+        ticks="outside",
+        tickcolor="#9ca3af",
+    )
     layout = dict(
         template="none",
         title=dict(text=title, x=0.005, xanchor="left", font=dict(size=15)),
@@ -141,8 +151,7 @@ def _order(df: pd.DataFrame) -> pd.DataFrame:
 def _ci_arrays(part: pd.DataFrame):
     plus = [h - m if _isnum(h) else None for h, m in zip(part["thr_high"], part["thr_median"])]
     minus = [m - lo if _isnum(lo) else None for lo, m in zip(part["thr_low"], part["thr_median"])]
-    return dict(type="data", symmetric=False, array=plus, arrayminus=minus, thickness=1.2, width=3,
-                color="#374151")
+    return dict(type="data", symmetric=False, array=plus, arrayminus=minus, thickness=1.2, width=3, color="#374151")
 
 
 def _latency_ci_ms(part: pd.DataFrame):
@@ -157,6 +166,7 @@ def _several(df: pd.DataFrame, col: str) -> bool:
 
 # --- throughput ------------------------------------------------------------------------
 
+
 def throughput(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
     """Grouped bars, one figure per mode: model × batch × device on x, a bar per
     framework/variant (colour = variant, pattern = framework), CI of the median as
@@ -167,18 +177,31 @@ def throughput(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
     fw_patterns = _several(ok, "framework")
     for mode, part in _order(ok).groupby("mode", sort=False):
         cats = list(dict.fromkeys(case_category(r, mode=False) for r in part.itertuples()))
-        fig = go.Figure(layout=base_layout(
-            f"Throughput, {esc(mode)}", "model · batch size · device", THROUGHPUT_AXIS,
-            barmode="group", bargap=0.2, bargroupgap=0.05,
-        ))
+        fig = go.Figure(
+            layout=base_layout(
+                f"Throughput, {esc(mode)}",
+                "model · batch size · device",
+                THROUGHPUT_AXIS,
+                barmode="group",
+                bargap=0.2,
+                bargroupgap=0.05,
+            )
+        )
         for (fw, variant), g in part.groupby(["framework", "variant"], sort=False):
             fig.add_bar(
-                name=esc(g["series"].iloc[0]), legendgroup=esc(g["series"].iloc[0]), offsetgroup=f"{fw}/{variant}",
-                x=[case_category(r, mode=False) for r in g.itertuples()], y=list(g["thr_median"]),
+                name=esc(g["series"].iloc[0]),
+                legendgroup=esc(g["series"].iloc[0]),
+                offsetgroup=f"{fw}/{variant}",
+                x=[case_category(r, mode=False) for r in g.itertuples()],
+                y=list(g["thr_median"]),
                 error_y=_ci_arrays(g),
-                marker=dict(color=variant_colour(variant), line=dict(width=0),
-                            pattern=dict(shape=framework_pattern(fw)) if fw_patterns else None),
-                hovertext=[case_hover(r) for r in g.itertuples()], hovertemplate="%{hovertext}<extra></extra>",
+                marker=dict(
+                    color=variant_colour(variant),
+                    line=dict(width=0),
+                    pattern=dict(shape=framework_pattern(fw)) if fw_patterns else None,
+                ),
+                hovertext=[case_hover(r) for r in g.itertuples()],
+                hovertemplate="%{hovertext}<extra></extra>",
             )
         fig.update_xaxes(type="category", categoryorder="array", categoryarray=cats)
         if _wide(part["thr_median"]):
@@ -188,6 +211,7 @@ def throughput(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
 
 
 # --- latency distributions -------------------------------------------------------------
+
 
 def _box_values(samples: list[float]) -> dict:
     ms = [s * 1e3 for s in samples]
@@ -209,20 +233,34 @@ def latency(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
     rows = ok[ok["samples"].map(len) > 0] if not ok.empty else ok
     for model, part in _order(rows).groupby("model", sort=False):
         cats = list(dict.fromkeys(case_category(r, model=False) for r in part.itertuples()))
-        fig = go.Figure(layout=base_layout(
-            f"Latency distribution, {esc(model)}", "batch size · device · mode",
-            "time per iteration (ms per batch)", boxmode="group", boxgroupgap=0.15, boxgap=0.25,
-        ))
+        fig = go.Figure(
+            layout=base_layout(
+                f"Latency distribution, {esc(model)}",
+                "batch size · device · mode",
+                "time per iteration (ms per batch)",
+                boxmode="group",
+                boxgroupgap=0.15,
+                boxgap=0.25,
+            )
+        )
         for (_fw, variant), g in part.groupby(["framework", "variant"], sort=False):
             series = esc(g["series"].iloc[0])
             # the legend entry of the series: the boxes below name their own case
-            fig.add_scatter(x=[None], y=[None], mode="markers", name=series, legendgroup=series,
-                            marker=dict(symbol="square", size=11, color=variant_colour(variant)), hoverinfo="skip")
+            fig.add_scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                name=series,
+                legendgroup=series,
+                marker=dict(symbol="square", size=11, color=variant_colour(variant)),
+                hoverinfo="skip",
+            )
         for r in part.itertuples():
             series = esc(r.series)
             values = _box_values(r.samples)
-            note = f"<br>n={len(r.samples)} samples" + (f", each the mean of a block of {r.block_size} iterations"
-                                                         if r.block_size and r.block_size > 1 else "")
+            note = f"<br>n={len(r.samples)} samples" + (
+                f", each the mean of a block of {r.block_size} iterations" if r.block_size and r.block_size > 1 else ""
+            )
             if "q1" in values:
                 note += " (box drawn from the quartiles of all samples)"
                 values["x"] = [case_category(r, model=False)]
@@ -231,20 +269,29 @@ def latency(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
             fig.add_box(
                 # box statistics hover with this name; outlier points with the whole case
                 name=" · ".join([esc(r.model), series] + ([esc(r.origin)] if r.origin else [])),
-                legendgroup=series, showlegend=False, offsetgroup=f"{r.framework}/{r.variant}",
-                marker=dict(color=variant_colour(r.variant), size=3), line=dict(width=1.2),
-                boxpoints="outliers", hoveron="boxes+points",
+                legendgroup=series,
+                showlegend=False,
+                offsetgroup=f"{r.framework}/{r.variant}",
+                marker=dict(color=variant_colour(r.variant), size=3),
+                line=dict(width=1.2),
+                boxpoints="outliers",
+                hoveron="boxes+points",
                 hovertemplate="this iteration: %{y:.4g} ms<br>" + case_hover(r) + note + "<extra></extra>",
                 **values,
             )
             if len(r.process_medians_s) > 1:  # each worker process's median: do the processes agree?
                 fig.add_scatter(
                     x=[case_category(r, model=False)] * len(r.process_medians_s),
-                    y=[m * 1e3 for m in r.process_medians_s], mode="markers", legendgroup=series, showlegend=False,
-                    offsetgroup=f"{r.framework}/{r.variant}", name=f"{esc(r.model)} · {series}: process medians",
+                    y=[m * 1e3 for m in r.process_medians_s],
+                    mode="markers",
+                    legendgroup=series,
+                    showlegend=False,
+                    offsetgroup=f"{r.framework}/{r.variant}",
+                    name=f"{esc(r.model)} · {series}: process medians",
                     marker=dict(symbol="diamond-open", size=8, color="#222", line=dict(width=1.2)),
                     customdata=list(range(1, len(r.process_medians_s) + 1)),
-                    hovertemplate="process %{customdata}: median %{y:.4g} ms<br>" + case_hover(r)
+                    hovertemplate="process %{customdata}: median %{y:.4g} ms<br>"
+                    + case_hover(r)
                     + f"<br>{len(r.process_medians_s)} worker processes<extra></extra>",
                 )
         fig.update_layout(scattermode="group")
@@ -256,6 +303,7 @@ def latency(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
 
 
 # --- batch-size scaling ----------------------------------------------------------------
+
 
 def scaling(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
     """Throughput and p50 latency against batch size, one figure per model, a line per
@@ -280,29 +328,49 @@ def scaling(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
             name = " · ".join([device_label(r0), esc(mode), esc(r0.series)])
             symbol = DEVICE_SYMBOL.get(device.split(":")[0], "triangle-up") + MACHINE_SYMBOL[origins.index(origin) % 4]
             style = dict(
-                mode="lines+markers", name=name, legendgroup=name,
+                mode="lines+markers",
+                name=name,
+                legendgroup=name,
                 line=dict(color=variant_colour(variant), dash=MODE_DASH.get(mode, "dot"), width=2),
                 marker=dict(symbol=symbol, size=8),
-                hovertext=[case_hover(r) for r in g.itertuples()], hovertemplate="%{hovertext}<extra></extra>",
+                hovertext=[case_hover(r) for r in g.itertuples()],
+                hovertemplate="%{hovertext}<extra></extra>",
             )
-            fig.add_scatter(x=list(g["batch_size"]), y=list(g["thr_median"]), error_y=_ci_arrays(g), row=1, col=1,
-                            **style)
-            fig.add_scatter(x=list(g["batch_size"]), y=[m * 1e3 for m in g["median_s"]], row=2, col=1,
-                            error_y=_latency_ci_ms(g), showlegend=False, **style)
+            fig.add_scatter(
+                x=list(g["batch_size"]), y=list(g["thr_median"]), error_y=_ci_arrays(g), row=1, col=1, **style
+            )
+            fig.add_scatter(
+                x=list(g["batch_size"]),
+                y=[m * 1e3 for m in g["median_s"]],
+                row=2,
+                col=1,
+                error_y=_latency_ci_ms(g),
+                showlegend=False,
+                **style,
+            )
         grid = dict(gridcolor="#e5e7eb", linecolor="#9ca3af", automargin=True, ticks="outside")
         fig.update_xaxes(type="log", tickvals=batches, ticktext=[str(b) for b in batches], **grid)
         fig.update_xaxes(title_text="batch size (samples per batch, log scale)", row=2, col=1)
         fig.update_yaxes(**grid)
         thr_log, lat_log = _wide(part["thr_median"]), _wide(part["median_s"])
-        fig.update_yaxes(type="log" if thr_log else "linear", row=1, col=1,
-                         title_text="throughput at median (samples/s)" + (", log" if thr_log else ""))
-        fig.update_yaxes(type="log" if lat_log else "linear", row=2, col=1,
-                         title_text="p50 latency (ms per batch)" + (", log" if lat_log else ""))
+        fig.update_yaxes(
+            type="log" if thr_log else "linear",
+            row=1,
+            col=1,
+            title_text="throughput at median (samples/s)" + (", log" if thr_log else ""),
+        )
+        fig.update_yaxes(
+            type="log" if lat_log else "linear",
+            row=2,
+            col=1,
+            title_text="p50 latency (ms per batch)" + (", log" if lat_log else ""),
+        )
         out.append((slug("scaling", model), fig))
     return out
 
 
 # --- frameworks ------------------------------------------------------------------------
+
 
 def frameworks(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
     """The same case on several frameworks, side by side (colour = framework)."""
@@ -314,13 +382,21 @@ def frameworks(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
     if rows.empty:
         return []
     cats = list(dict.fromkeys(case_category(r, variant=True) for r in rows.itertuples()))
-    fig = go.Figure(layout=base_layout("Framework comparison", "model · batch size · device · mode · variant",
-                                       THROUGHPUT_AXIS, barmode="group"))
+    fig = go.Figure(
+        layout=base_layout(
+            "Framework comparison", "model · batch size · device · mode · variant", THROUGHPUT_AXIS, barmode="group"
+        )
+    )
     for fw, g in rows.groupby("framework", sort=True):
         fig.add_bar(
-            name=esc(fw), offsetgroup=esc(fw), x=[case_category(r, variant=True) for r in g.itertuples()],
-            y=list(g["thr_median"]), error_y=_ci_arrays(g), marker=dict(color=framework_colour(fw)),
-            hovertext=[case_hover(r) for r in g.itertuples()], hovertemplate="%{hovertext}<extra></extra>",
+            name=esc(fw),
+            offsetgroup=esc(fw),
+            x=[case_category(r, variant=True) for r in g.itertuples()],
+            y=list(g["thr_median"]),
+            error_y=_ci_arrays(g),
+            marker=dict(color=framework_colour(fw)),
+            hovertext=[case_hover(r) for r in g.itertuples()],
+            hovertemplate="%{hovertext}<extra></extra>",
         )
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=cats)
     if _wide(rows["thr_median"]):
@@ -329,6 +405,7 @@ def frameworks(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
 
 
 # --- memory ----------------------------------------------------------------------------
+
 
 def memory(df: pd.DataFrame) -> list[tuple[str, go.Figure]]:
     """Peak host RSS of the worker and peak device memory (MiB), a bar per case."""
@@ -344,11 +421,16 @@ def memory(df: pd.DataFrame) -> list[tuple[str, go.Figure]]:
         fig = go.Figure(layout=base_layout(title, "model · batch size · device · mode", axis, barmode="group"))
         for (fw, variant), g in rows.groupby(["framework", "variant"], sort=False):
             fig.add_bar(
-                name=esc(g["series"].iloc[0]), offsetgroup=f"{fw}/{variant}",
-                x=[case_category(r) for r in g.itertuples()], y=[v / 2**20 for v in g[column]],
-                marker=dict(color=variant_colour(variant),
-                            pattern=dict(shape=framework_pattern(fw)) if _several(rows, "framework") else None),
-                hovertext=[case_hover(r) for r in g.itertuples()], hovertemplate="%{hovertext}<extra></extra>",
+                name=esc(g["series"].iloc[0]),
+                offsetgroup=f"{fw}/{variant}",
+                x=[case_category(r) for r in g.itertuples()],
+                y=[v / 2**20 for v in g[column]],
+                marker=dict(
+                    color=variant_colour(variant),
+                    pattern=dict(shape=framework_pattern(fw)) if _several(rows, "framework") else None,
+                ),
+                hovertext=[case_hover(r) for r in g.itertuples()],
+                hovertemplate="%{hovertext}<extra></extra>",
             )
         fig.update_xaxes(type="category", categoryorder="array", categoryarray=cats)
         out.append((slug("memory", column.split("_")[0]), fig))

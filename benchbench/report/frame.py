@@ -20,12 +20,21 @@ from benchbench.results import Record
 from benchbench.rundir import Run
 
 # What makes two records "the same case apart from the variant" (for --baseline).
-BASELINE_KEY = ("framework", "model", "batch_size", "device", "mode", "input_shape", "threads",
-                "optimizer", "origin")
+BASELINE_KEY = ("framework", "model", "batch_size", "device", "mode", "input_shape", "threads", "optimizer", "origin")
 
 # Optional text: None when absent (never NaN), so ``if row.reason`` means what it says.
-TEXT_COLUMNS = ("device_name", "reason", "optimizer", "stop_reason", "device_memory_note", "started_at",
-                "ended_at", "log", "energy_source", "energy_reason")
+TEXT_COLUMNS = (
+    "device_name",
+    "reason",
+    "optimizer",
+    "stop_reason",
+    "device_memory_note",
+    "started_at",
+    "ended_at",
+    "log",
+    "energy_source",
+    "energy_reason",
+)
 
 
 def load_runs(paths) -> list[Run]:
@@ -111,8 +120,9 @@ def _row(run: Run, rec: Record) -> dict:
         # interval above spans them ("between-process") or one process only
         "processes": int((rec.processes or {}).get("processes") or 1),
         "interval_scope": (rec.processes or {}).get("interval_scope") or "within-process",
-        "process_medians_s": [m for m in (_num(p.get("median")) for p in (rec.processes or {}).get("per_process") or [])
-                              if m is not None],
+        "process_medians_s": [
+            m for m in (_num(p.get("median")) for p in (rec.processes or {}).get("per_process") or []) if m is not None
+        ],
     }
 
 
@@ -128,7 +138,9 @@ def cases_frame(runs: list[Run], baseline: str | None = None) -> pd.DataFrame:
     """
     rows = [_row(run, rec) for run in runs for rec in run.records]
     if not rows:  # keep the columns: every section then sees "no data", not a KeyError
-        rows = [_row(Run(run_id=".", suite=None, created_at=None, records=[], path=Path(".")), Record(case={}, status="ok"))]
+        rows = [
+            _row(Run(run_id=".", suite=None, created_at=None, records=[], path=Path(".")), Record(case={}, status="ok"))
+        ]
         df = pd.DataFrame(rows).iloc[0:0].assign(origin="", series="")
         return df.assign(speedup=float("nan")) if baseline is not None else df
     df = pd.DataFrame(rows)
@@ -150,8 +162,9 @@ def cases_frame(runs: list[Run], baseline: str | None = None) -> pd.DataFrame:
 def _speedup(df: pd.DataFrame, baseline: str):
     variants = sorted(set(df["variant"]))
     if baseline not in variants:
-        raise UserError(f"--baseline {baseline!r}: no such variant in these runs; "
-                        f"present: {', '.join(variants) or 'none'}")
+        raise UserError(
+            f"--baseline {baseline!r}: no such variant in these runs; present: {', '.join(variants) or 'none'}"
+        )
     key = [df[k].astype(str) for k in BASELINE_KEY]
     keys = pd.Series(list(zip(*key)), index=df.index)
     ok = (df["status"] == "ok") & df["median_s"].notna()

@@ -56,8 +56,7 @@ def normalise(data: list[dict], reference: str | None) -> tuple[list[dict], str 
         return data, None
     ref = next((m for m in machines if reference and reference.lower() in m.lower()), None)
     if ref is None and reference:
-        raise UserError(f"--reference {reference!r} matches none of the machines in these runs: "
-                        + "; ".join(machines))
+        raise UserError(f"--reference {reference!r} matches none of the machines in these runs: " + "; ".join(machines))
     ref = ref or machines[0]
     base = {tuple(r.get(k) for k in KEY): r for r in data if machine(r) == ref}
     for r in data:

@@ -19,8 +19,7 @@ from benchbench.units import esc, fmt_ms
 
 # No network at all: scripts and styles are inline, images only data:/blob: (Plotly's
 # own download button).
-CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-       "img-src data: blob:; font-src data:")
+CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; font-src data:"
 
 
 @dataclass
@@ -64,8 +63,10 @@ def _note(r) -> str:
 def _table(table_id: str, heads: list[tuple[str, bool]], rows: list[str], sortable: bool = True) -> str:
     th = "".join(f'<th scope="col"{" class=num" if num else ""}>{label}</th>' for label, num in heads)
     cls = ' class="sortable"' if sortable else ""
-    return (f'<div class="table-wrap"><table id="{table_id}"{cls}><thead><tr>{th}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table></div>')
+    return (
+        f'<div class="table-wrap"><table id="{table_id}"{cls}><thead><tr>{th}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def variant_columns(df: pd.DataFrame) -> list[tuple[str, object]]:
@@ -81,16 +82,27 @@ def variant_columns(df: pd.DataFrame) -> list[tuple[str, object]]:
     if has("serialized_bytes"):
         cols.append(("size MiB", lambda r: _td(*_mib2(r.serialized_bytes), "num")))
     if has("nonzero_params"):
+
         def nz(r):
             share = r.nonzero_params / r.params if _isnum(r.nonzero_params) and _isnum(r.params) and r.params else None
             return _td(f"{share * 100:.1f}" if share is not None else "", share, "num")
 
         cols.append(("non-zero %", nz))
     if has("top1_agreement"):
-        cols.append(("top-1 agree % vs fp32", lambda r: _td(f"{r.top1_agreement * 100:.1f}" if _isnum(r.top1_agreement)
-                                                             else "", r.top1_agreement, "num")))
-        cols.append(("max |Δ| vs fp32", lambda r: _td(f"{r.max_abs_diff:.3g}" if _isnum(r.max_abs_diff) else "",
-                                                       r.max_abs_diff, "num")))
+        cols.append(
+            (
+                "top-1 agree % vs fp32",
+                lambda r: _td(
+                    f"{r.top1_agreement * 100:.1f}" if _isnum(r.top1_agreement) else "", r.top1_agreement, "num"
+                ),
+            )
+        )
+        cols.append(
+            (
+                "max |Δ| vs fp32",
+                lambda r: _td(f"{r.max_abs_diff:.3g}" if _isnum(r.max_abs_diff) else "", r.max_abs_diff, "num"),
+            )
+        )
     return cols
 
 
@@ -105,15 +117,25 @@ def _ci_cell(r) -> str:
     k = getattr(r, "processes", 1) or 1
     between = getattr(r, "interval_scope", "") == "between-process"
     text = f"{r.rel_ci * 100:.1f}" + ("" if between else "*")
-    title = (f"95% interval of the median over {k} worker processes: covers a re-run" if between else
-             "95% interval within one worker process only: a re-run in a new process may differ by more")
+    title = (
+        f"95% interval of the median over {k} worker processes: covers a re-run"
+        if between
+        else "95% interval within one worker process only: a re-run in a new process may differ by more"
+    )
     return f'<td class="num" data-v="{r.rel_ci!r}" title="{esc(title)}">{esc(text)}</td>'
 
 
 def summary_table(df: pd.DataFrame, baseline: str | None) -> str:
     show_origin = bool((df["origin"] != "").any())
-    heads = [("status", False), ("model", False), ("framework", False), ("variant", False), ("mode", False),
-             ("batch", True), ("device", False)]
+    heads = [
+        ("status", False),
+        ("model", False),
+        ("framework", False),
+        ("variant", False),
+        ("mode", False),
+        ("batch", True),
+        ("device", False),
+    ]
     if show_origin:
         heads.append(("machine · run", False))
     show_device = bool(df["device_peak_bytes"].notna().any())  # no column of blanks on CPU-only runs
@@ -130,9 +152,15 @@ def summary_table(df: pd.DataFrame, baseline: str | None) -> str:
     heads.append(("note", False))
     rows = []
     for r in df.itertuples():
-        cells = [_td(esc(r.status), cls=f"status-{esc(r.status)}"), _td(esc(r.model)), _td(esc(r.framework)),
-                 _td(esc(r.variant)), _td(esc(r.mode)), _td(str(r.batch_size), r.batch_size, "num"),
-                 f'<td title="{esc(r.device_name)}">{esc(r.device)}</td>']
+        cells = [
+            _td(esc(r.status), cls=f"status-{esc(r.status)}"),
+            _td(esc(r.model)),
+            _td(esc(r.framework)),
+            _td(esc(r.variant)),
+            _td(esc(r.mode)),
+            _td(str(r.batch_size), r.batch_size, "num"),
+            f'<td title="{esc(r.device_name)}">{esc(r.device)}</td>',
+        ]
         if show_origin:
             cells.append(_td(esc(r.origin)))
         thr = r.throughput
@@ -167,8 +195,10 @@ def _energy_cell(r) -> str:
     """J per sample of the case's primary domain, its source in the tooltip; "n/a" with
     the reason where it was not measured (never a 0)."""
     if _isnum(r.j_per_sample):
-        return (f'<td class="num" data-v="{r.j_per_sample!r}" title="source: {esc(r.energy_source)}">'
-                f"{r.j_per_sample:.4g}</td>")
+        return (
+            f'<td class="num" data-v="{r.j_per_sample!r}" title="source: {esc(r.energy_source)}">'
+            f"{r.j_per_sample:.4g}</td>"
+        )
     if r.status == "ok" and r.energy_reason:
         return f'<td class="num" title="unavailable: {esc(r.energy_reason)}">n/a</td>'
     return "<td></td>"
@@ -176,16 +206,31 @@ def _energy_cell(r) -> str:
 
 def failures_table(df: pd.DataFrame) -> str:
     bad = df[df["status"] != "ok"]
-    heads = [("status", False), ("case", False), ("device", False), ("machine", False), ("reason", False),
-             ("log", False)]
+    heads = [
+        ("status", False),
+        ("case", False),
+        ("device", False),
+        ("machine", False),
+        ("reason", False),
+        ("log", False),
+    ]
     rows = []
     for r in bad.itertuples():
         case = f"{esc(r.framework)}/{esc(r.model)}/bs{r.batch_size}/{esc(r.mode)}/{esc(r.variant)}"
-        rows.append("<tr>" + "".join([
-            _td(esc(r.status), cls=f"status-{esc(r.status)}"), _td(case), _td(esc(r.device)),
-            _td(esc(r.machine) + f" · {esc(r.run)}"), _td(esc(r.reason), cls="wrap"),
-            _td(f"<code>{esc(r.run)}/{esc(r.log)}</code>" if r.log else ""),
-        ]) + "</tr>")
+        rows.append(
+            "<tr>"
+            + "".join(
+                [
+                    _td(esc(r.status), cls=f"status-{esc(r.status)}"),
+                    _td(case),
+                    _td(esc(r.device)),
+                    _td(esc(r.machine) + f" · {esc(r.run)}"),
+                    _td(esc(r.reason), cls="wrap"),
+                    _td(f"<code>{esc(r.run)}/{esc(r.log)}</code>" if r.log else ""),
+                ]
+            )
+            + "</tr>"
+        )
     return _table("bb-failures", heads, rows)
 
 
@@ -202,9 +247,13 @@ def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
 def environment_details(envs: list[tuple[str, dict]]) -> str:
     parts = []
     for i, (run, env) in enumerate(envs):
-        rows = "".join(f'<tr><td class="key">{esc(k)}</td><td class="wrap">{esc(_plain(v))}</td></tr>' for k, v in _flatten(env))
-        parts.append(f'<details{" open" if i == 0 else ""}><summary>run {esc(run)} on {esc(env.get("host"))}'
-                     f"</summary><div class=\"table-wrap\"><table>{rows}</table></div></details>")
+        rows = "".join(
+            f'<tr><td class="key">{esc(k)}</td><td class="wrap">{esc(_plain(v))}</td></tr>' for k, v in _flatten(env)
+        )
+        parts.append(
+            f"<details{' open' if i == 0 else ''}><summary>run {esc(run)} on {esc(env.get('host'))}"
+            f'</summary><div class="table-wrap"><table>{rows}</table></div></details>'
+        )
     return "".join(parts)
 
 
@@ -239,8 +288,11 @@ def header(runs: list[Run], df: pd.DataFrame, baseline: str | None) -> tuple[str
     title = "benchbench report: " + ", ".join(suites)
     items = [("suite" + ("s" if len(suites) > 1 else ""), ", ".join(suites))]
     items.append(("run" + ("s" if len(runs) > 1 else ""), ", ".join(run.name for run in runs)))
-    when = _when([t for run in runs for t in ((run.info or {}).get("created_at"), (run.info or {}).get("updated_at"))]
-                 + list(df["started_at"]) + list(df["ended_at"]))
+    when = _when(
+        [t for run in runs for t in ((run.info or {}).get("created_at"), (run.info or {}).get("updated_at"))]
+        + list(df["started_at"])
+        + list(df["ended_at"])
+    )
     if when:
         items.append(("dates", when))
     machines = []
@@ -252,8 +304,13 @@ def header(runs: list[Run], df: pd.DataFrame, baseline: str | None) -> tuple[str
             desc += f", {cpu['usable_cores']} cores"
         if env.get("ram_bytes"):
             desc += f", {env['ram_bytes'] / 2**30:.0f} GiB RAM"
-        gpus = [g.get("name") for fw in (env.get("frameworks") or {}).values() if isinstance(fw, dict)
-                for g in ((fw.get("devices") or {}).get("cuda") or {}).get("gpus") or [] if isinstance(g, dict)]
+        gpus = [
+            g.get("name")
+            for fw in (env.get("frameworks") or {}).values()
+            if isinstance(fw, dict)
+            for g in ((fw.get("devices") or {}).get("cuda") or {}).get("gpus") or []
+            if isinstance(g, dict)
+        ]
         if gpus:
             desc += ", " + ", ".join(sorted(set(map(str, gpus))))
         machines.append(desc)
@@ -289,8 +346,10 @@ def render(title: str, header_html: str, sections: list[Section], plotly_js: str
     nav = "".join(f'<a href="#{s.id}">{esc(s.title)}</a>' for s in sections)
     body = []
     for s in sections:
-        figs = "".join(f'<div class="fig" id="fig-{s.id}-{i}" data-slug="{esc(slug)}"></div>'
-                       for i, (slug, _) in enumerate(s.figures))
+        figs = "".join(
+            f'<div class="fig" id="fig-{s.id}-{i}" data-slug="{esc(slug)}"></div>'
+            for i, (slug, _) in enumerate(s.figures)
+        )
         fig_html = f'<div class="figs{" wide" if s.wide else ""}">{figs}</div>' if figs else ""
         note = f'<p class="note">{s.note}</p>' if s.note else ""
         body.append(f'<section id="{s.id}"><h2>{esc(s.title)}</h2>{note}{s.body}{fig_html}</section>')
@@ -300,7 +359,7 @@ def render(title: str, header_html: str, sections: list[Section], plotly_js: str
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="generator" content="benchbench report">'
         f"<title>{esc(title)}</title><style>{CSS}</style>\n"
-        f'<script>{plotly_js}</script>\n</head><body>'
+        f"<script>{plotly_js}</script>\n</head><body>"
         f"<header>{header_html}</header><nav>{nav}</nav><main>{''.join(body)}</main>\n"
         f'<script type="application/json" id="bb-figures">{figures_json(sections)}</script>\n'
         f"<script>{JS}</script></body></html>\n"

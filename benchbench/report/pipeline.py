@@ -71,8 +71,11 @@ def figures(data: list[dict]) -> list[tuple[str, go.Figure]]:
                 line=dict(color=framework_colour(fw), dash=DASH[kind], width=2 if kind == "loader" else 1.5),
                 marker=dict(symbol="circle" if kind == "loader" else "diamond" if kind == "model" else "x"),
                 hovertemplate=f"{html.escape(name)}<br>workers %{{x}}: %{{y:,.1f}} img/s<extra></extra>"))  # fmt: skip
-        title = f"preset {preset}" + (f", batch {batch}" if several["batch"] else "") + (
-            f", {device}" if several["device"] else "")
+        title = (
+            f"preset {preset}"
+            + (f", batch {batch}" if several["batch"] else "")
+            + (f", {device}" if several["device"] else "")
+        )
         fig.update_layout(**base_layout(f"Loader vs model rate — {title}", "loader workers", "images/s"))
         fig.update_xaxes(tickmode="array", tickvals=sorted({r["workers"] for r in group}))
         out.append((slug("pipeline", preset, str(batch), device), fig))
@@ -86,9 +89,12 @@ def bound_table(data: list[dict]) -> str:
     body = "".join(
         f"<tr><td>{html.escape(r['framework'])}</td><td>{html.escape(r['model'])}</td>"
         f"<td>{html.escape(r['preset'])}</td><td>{r['workers']}</td><td>{html.escape(r['bound'])}</td></tr>"
-        for r in sorted(lines, key=lambda r: (r["framework"], r["model"], r["preset"], r["workers"])))
-    return ("<table><thead><tr><th>framework</th><th>model</th><th>preset</th><th>workers</th>"
-            f"<th>bound</th></tr></thead><tbody>{body}</tbody></table>")
+        for r in sorted(lines, key=lambda r: (r["framework"], r["model"], r["preset"], r["workers"]))
+    )
+    return (
+        "<table><thead><tr><th>framework</th><th>model</th><th>preset</th><th>workers</th>"
+        f"<th>bound</th></tr></thead><tbody>{body}</tbody></table>"
+    )
 
 
 def section(runs) -> Section | None:
@@ -96,7 +102,12 @@ def section(runs) -> Section | None:
     if not data:
         return None
     return Section(
-        "pipeline", "Input pipeline: loader vs model", figures=figures(data), body=bound_table(data), wide=True,
+        "pipeline",
+        "Input pipeline: loader vs model",
+        figures=figures(data),
+        body=bound_table(data),
+        wide=True,
         note="Solid: the loader alone (images/s); dashed: the model alone on tensors already on the device; "
-             "dotted: end to end (loader, host→device copy and model step in one timed iteration). All three "
-             "come from the same worker, measured one after another. Solid below dashed: input-bound.")
+        "dotted: end to end (loader, host→device copy and model step in one timed iteration). All three "
+        "come from the same worker, measured one after another. Solid below dashed: input-bound.",
+    )

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from benchbench.report.page import Section, _table, _td, esc
 
-NOTE = ("Operators by self time (time inside the operator, not in the operators it calls) over a short "
-        "window of extra iterations after the timed window, so profiler overhead never touches the timing "
-        "figures. PyTorch: torch.profiler, per aten operator. TensorFlow: TensorFlow's profiler, per op type "
-        "summed over the graph's ops. Share: of the total self time on that side. Open the Chrome trace in "
-        "chrome://tracing or ui.perfetto.dev; a TensorFlow .xplane.pb in TensorBoard's profile plugin or xprof.")
+NOTE = (
+    "Operators by self time (time inside the operator, not in the operators it calls) over a short "
+    "window of extra iterations after the timed window, so profiler overhead never touches the timing "
+    "figures. PyTorch: torch.profiler, per aten operator. TensorFlow: TensorFlow's profiler, per op type "
+    "summed over the graph's ops. Share: of the total self time on that side. Open the Chrome trace in "
+    "chrome://tracing or ui.perfetto.dev; a TensorFlow .xplane.pb in TensorBoard's profile plugin or xprof."
+)
 
 
 def profiled(runs) -> list[tuple[object, object, dict]]:
@@ -55,8 +57,10 @@ def ops_table(table_id: str, ops: list[dict]) -> str:
 
 def _case_block(n: int, run, rec, prof: dict) -> str:
     case = rec.case or {}
-    label = (f"{case.get('framework')}/{case.get('model')}/bs{case.get('batch_size')}/{case.get('device')}/"
-             f"{case.get('mode')}/{case.get('variant')}")
+    label = (
+        f"{case.get('framework')}/{case.get('model')}/bs{case.get('batch_size')}/{case.get('device')}/"
+        f"{case.get('mode')}/{case.get('variant')}"
+    )
     head = f"<h3>{esc(label)} <small>{esc(rec.case_id)} · {esc(run.host or run.name)}</small></h3>"
     if not prof.get("available"):
         return head + f"<p>Profile unavailable: {esc(prof.get('reason'))}</p>"

@@ -33,11 +33,15 @@ def check(fmt: str) -> None:
     try:
         import kaleido  # noqa: F401
     except ImportError:
-        raise UserError(f"--format {fmt}: static figures need kaleido and a Chrome/Chromium; "
-                        "kaleido is not installed (pip install kaleido)") from None
+        raise UserError(
+            f"--format {fmt}: static figures need kaleido and a Chrome/Chromium; "
+            "kaleido is not installed (pip install kaleido)"
+        ) from None
     if find_browser() is None:
-        raise UserError(f"--format {fmt}: static figures need a Chrome/Chromium and none was found "
-                        "(install chromium, or set BROWSER_PATH to its executable)")
+        raise UserError(
+            f"--format {fmt}: static figures need a Chrome/Chromium and none was found "
+            "(install chromium, or set BROWSER_PATH to its executable)"
+        )
 
 
 def figures_dir(out_path: Path) -> Path:

@@ -58,8 +58,7 @@ def save(paths, run_dir: Path) -> Path | None:
     out = Path(run_dir) / RUN_FILE
     header = "# the device catalogue entries of this run's suite (catalogue:), from:\n"
     header += "".join(f"#   {p}\n" for p in paths)
-    out.write_text(header + yaml.safe_dump({"devices": entries}, sort_keys=False, allow_unicode=True),
-                   encoding="utf-8")
+    out.write_text(header + yaml.safe_dump({"devices": entries}, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return out
 
 

@@ -238,7 +238,7 @@ class _ModelChecker:
         if registry.model_kind(name) == "timm":
             if timm is None:
                 return found.get("timm_reason") or f"timm is not installed: pip install timm (for {name!r})"
-            short = name[len(registry.TIMM_PREFIX):]
+            short = name[len(registry.TIMM_PREFIX) :]
             timm_names = [registry.TIMM_PREFIX + t for t in timm]
             return None if short in timm else _unknown("timm model", name, timm_names)
         if name in zoo:
@@ -363,21 +363,33 @@ class MeasureSettings(_Strict):
         int | None,
         PlainValidator(_processes),
         WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]}),
-    ] = Field("auto", description="fresh worker processes per case, interleaved across the suite and combined "
-              "into one record with an interval that covers a re-run: an integer, or 'auto' (5 planned, "
-              "more up to max_processes until target_rel_ci is met; a time budget may stop it from 3 on)")
+    ] = Field(
+        "auto",
+        description="fresh worker processes per case, interleaved across the suite and combined "
+        "into one record with an interval that covers a re-run: an integer, or 'auto' (5 planned, "
+        "more up to max_processes until target_rel_ci is met; a time budget may stop it from 3 on)",
+    )
     max_processes: PosInt = Field(_S.max_processes, description="auto: processes per case at most")
-    profile: bool = Field(_S.profile, description="after the timed window, a short extra window under the "
-                          "framework's profiler: top ops by self time in the record, a Chrome trace in the run dir")
+    profile: bool = Field(
+        _S.profile,
+        description="after the timed window, a short extra window under the "
+        "framework's profiler: top ops by self time in the record, a Chrome trace in the run dir",
+    )
     input_shape: Annotated[list[PosInt], Field(min_length=1)] = Field(
         None, description="per sample, channels first; suite-wide it applies to image models only"
     )
-    devices: PosInt = Field(1, description="data-parallel over N devices (torch DDP via torchrun, "
-                            "TensorFlow MirroredStrategy); batch_size is per device")
+    devices: PosInt = Field(
+        1,
+        description="data-parallel over N devices (torch DDP via torchrun, "
+        "TensorFlow MirroredStrategy); batch_size is per device",
+    )
     resources: ResourceSettings = Field(None, description="what a cluster executor (Ray) asks for per case")
-    data: data_config.DataField = Field(None, description="synthetic (default: tensors already on the "
-                                        "device) or a real input pipeline; lists in size, preset, "
-                                        "num_workers, prefetch are swept")
+    data: data_config.DataField = Field(
+        None,
+        description="synthetic (default: tensors already on the "
+        "device) or a real input pipeline; lists in size, preset, "
+        "num_workers, prefetch are swept",
+    )
 
 
 class Matrix(_Strict):
@@ -412,15 +424,20 @@ class SuiteFile(_Strict):
     )
     description: str = ""
     baseline: Annotated[str, AfterValidator(_check_variant)] = Field(
-        "fp32", description="the reference variant: fidelity and speed-up are against it", json_schema_extra=_VARIANT_SCHEMA)
+        "fp32",
+        description="the reference variant: fidelity and speed-up are against it",
+        json_schema_extra=_VARIANT_SCHEMA,
+    )
     matrix: Matrix
     include: list[Selection] = Field([], description="cases added after exclude")
     exclude: list[Selection] = Field([], description="drops the cases matching all given keys")
     defaults: MeasureSettings = Field(default_factory=MeasureSettings)
     models: dict[str, MeasureSettings] = Field({}, description="per-model settings overrides")
     catalogue: Annotated[list[str], BeforeValidator(_as_list)] = Field(
-        [], description="device catalogue file(s), relative to the suite, merged over the built-in one "
-        "(report --hardware)", json_schema_extra={"anyOf": [{"type": "string"}, {"type": "array"}]})
+        [],
+        description="device catalogue file(s), relative to the suite, merged over the built-in one (report --hardware)",
+        json_schema_extra={"anyOf": [{"type": "string"}, {"type": "array"}]},
+    )
 
 
 def suite_json_schema() -> dict:
@@ -599,8 +616,10 @@ def _unknown_key(parent: tuple, key: str) -> str:
     else:
         allowed = list(MeasureSettings.model_fields)
     if key == "devices" and "device" in allowed:
-        hint = ("; did you mean 'device'? ('devices: N', the data-parallel device count, "
-                "is a setting under defaults: or models: NAME:)")
+        hint = (
+            "; did you mean 'device'? ('devices: N', the data-parallel device count, "
+            "is a setting under defaults: or models: NAME:)"
+        )
     elif key in MeasureSettings.model_fields and key not in allowed:
         hint = "; it is a measurement setting: put it under defaults: (or models: NAME:)"
     elif key in TelemetrySettings.model_fields and key not in allowed:
@@ -725,9 +744,7 @@ def _model_loc(data: dict, model: str) -> tuple:
 
 
 def _matches(entry: Selection, combo: tuple) -> bool:
-    return all(
-        combo[i] in getattr(entry, axis) for i, axis in enumerate(AXES) if axis in entry.model_fields_set
-    )
+    return all(combo[i] in getattr(entry, axis) for i, axis in enumerate(AXES) if axis in entry.model_fields_set)
 
 
 def _case(spec: SuiteFile, framework, model, batch_size, device, mode, variant) -> Case:

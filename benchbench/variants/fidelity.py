@@ -22,12 +22,15 @@ def samples_for(batch_size: int, at_least: int = SAMPLES) -> int:
 
 
 def method(batch: int, framework: str) -> str:
-    return (f"same seeded weights, fixed seeded batch of {batch} ({framework}), variant vs fp32 outputs in eval "
-            "mode; top-1 = argmax agreement; single-output sigmoid models: agreement of output > 0.5")
+    return (
+        f"same seeded weights, fixed seeded batch of {batch} ({framework}), variant vs fp32 outputs in eval "
+        "mode; top-1 = argmax agreement; single-output sigmoid models: agreement of output > 0.5"
+    )
 
 
-def compare(reference, candidate, *, seed: int, method: str, threshold: float = 0.5,
-            reference_name: str = REFERENCE) -> dict:
+def compare(
+    reference, candidate, *, seed: int, method: str, threshold: float = 0.5, reference_name: str = REFERENCE
+) -> dict:
     """Top-1 agreement (0..1), max and mean absolute difference of ``candidate`` against
     ``reference`` (both (N, ...) arrays of outputs; flattened per sample). One output per
     sample (a sigmoid) is a binary decision at ``threshold``."""
@@ -58,8 +61,10 @@ def compare(reference, candidate, *, seed: int, method: str, threshold: float = 
     if out["mean_abs_diff"] is not None and scale:
         out["relative_mean_abs_diff"] = out["mean_abs_diff"] / scale
     if scale is not None and scale < DEGENERATE:
-        out["note"] = (f"the fp32 outputs are ~0 (mean |output| {scale:.2g}: random weights): top-1 agreement "
-                       "compares near-ties and means little here; see relative_mean_abs_diff")
+        out["note"] = (
+            f"the fp32 outputs are ~0 (mean |output| {scale:.2g}: random weights): top-1 agreement "
+            "compares near-ties and means little here; see relative_mean_abs_diff"
+        )
     if not finite.all():
         out["nonfinite_samples"] = int((~finite).sum())
         out["diff_reason"] = "the variant gave non-finite outputs (overflow): differences are undefined"
@@ -69,8 +74,15 @@ def compare(reference, candidate, *, seed: int, method: str, threshold: float = 
 def identical(seed: int, why: str, reference_name: str = REFERENCE) -> dict:
     """A variant whose forward pass is the fp32 one by construction (fp32 itself, the
     transfer pair before training): agreement 1, differences 0, and the reason."""
-    return {"reference": reference_name, "top1_agreement": 1.0, "max_abs_diff": 0.0, "mean_abs_diff": 0.0,
-            "batch": None, "seed": int(seed), "method": f"not recomputed: {why}"}
+    return {
+        "reference": reference_name,
+        "top1_agreement": 1.0,
+        "max_abs_diff": 0.0,
+        "mean_abs_diff": 0.0,
+        "batch": None,
+        "seed": int(seed),
+        "method": f"not recomputed: {why}",
+    }
 
 
 def unavailable(reason: str) -> dict:

@@ -24,6 +24,8 @@ def support_lines() -> list[str]:
         rows.append((shown, *(_cell(entry.get(fw)) for fw in VARIANT_FRAMEWORKS), entry["description"]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows]
-    lines.append("(inf = inference; '-' = not available for that framework: `benchbench run --dry-run` says why; "
-                 "a parameter after ':' is optional)")
+    lines.append(
+        "(inf = inference; '-' = not available for that framework: `benchbench run --dry-run` says why; "
+        "a parameter after ':' is optional)"
+    )
     return lines

@@ -83,7 +83,10 @@ def _litert():
 
         from ai_edge_litert.interpreter import Interpreter
 
-        return Interpreter, f"LiteRT: ai_edge_litert.interpreter.Interpreter (ai-edge-litert {metadata.version('ai-edge-litert')})"
+        return (
+            Interpreter,
+            f"LiteRT: ai_edge_litert.interpreter.Interpreter (ai-edge-litert {metadata.version('ai-edge-litert')})",
+        )
     except ImportError:
         return tf.lite.Interpreter, "tf.lite.Interpreter (ai-edge-litert is not installed)"
 
@@ -240,9 +243,13 @@ class TFVariant:
         self.step = lambda: run(self._x_host)
         self.cold_start["compile_s"] = time.perf_counter() - t0
         self.cold_start["compile_note"] = "TFLiteConverter.convert and the interpreter's allocate_tensors"
-        self.info.update(quantization=quant, interpreter=which, interpreter_threads=self.threads,
-                         op_resolver="AUTO (builtin kernels, LiteRT's default XNNPACK delegate on CPU)",
-                         timed_step="set_tensor + invoke + get_tensor (every output copied to the host)")
+        self.info.update(
+            quantization=quant,
+            interpreter=which,
+            interpreter_threads=self.threads,
+            op_resolver="AUTO (builtin kernels, LiteRT's default XNNPACK delegate on CPU)",
+            timed_step="set_tensor + invoke + get_tensor (every output copied to the host)",
+        )
 
     def _interpreter(self, batch: int):
         interp = self._lite_cls(model_content=self.flatbuffer, num_threads=self.threads)
@@ -271,8 +278,11 @@ class TFVariant:
         if self.policy is not None:
             p = keras.dtype_policies.DTypePolicy(self.policy)
             modes.update(keras_dtype_policy=p.name, compute_dtype=p.compute_dtype, variable_dtype=p.variable_dtype)
-            runtime["dtype"] = p.compute_dtype if p.compute_dtype == p.variable_dtype else (
-                f"{p.name}: {p.compute_dtype} compute, {p.variable_dtype} variables")
+            runtime["dtype"] = (
+                p.compute_dtype
+                if p.compute_dtype == p.variable_dtype
+                else (f"{p.name}: {p.compute_dtype} compute, {p.variable_dtype} variables")
+            )
         elif self.kind in TFLITE:
             modes.update(execution=f"TensorFlow Lite flatbuffer on {self.info['interpreter']}",
                          keras_dtype_policy=None)  # fmt: skip
@@ -289,8 +299,10 @@ class TFVariant:
             facts["non_trainable_params"] = _count(model.weights) - params
             facts["trained_params"] = _count(model.trainable_weights)
         if self.kind in TFLITE:
-            facts.update(serialized_bytes=len(self.flatbuffer),
-                         serialized_format=f"TensorFlow Lite flatbuffer ({self.kind}; len of the converter's bytes)")
+            facts.update(
+                serialized_bytes=len(self.flatbuffer),
+                serialized_format=f"TensorFlow Lite flatbuffer ({self.kind}; len of the converter's bytes)",
+            )
         if self.kind == "prune":  # pruning shrinks a file only once it is compressed
             facts["serialized_deflate_bytes"] = self._deflated(model)
         return facts
@@ -321,10 +333,11 @@ class TFVariant:
     def _chunks(self, fn, x) -> np.ndarray:
         """``fn``'s outputs over ``x`` a case batch at a time, as one float32 array."""
         bs = self.case.batch_size
-        return np.concatenate([_outputs(fn(x[i:i + bs])) for i in range(0, len(x), bs)])
+        return np.concatenate([_outputs(fn(x[i : i + bs])) for i in range(0, len(x), bs)])
 
     def _reference_outputs(self) -> np.ndarray:
         """The fp32 model's outputs on the fidelity batch, after the timed window."""
+
         def run(m):
             return self._chunks(lambda x: m(x, training=False), self._x_fid)
 

@@ -89,8 +89,13 @@ def _plain(model, x) -> Applied:
 
 def _cast(model, x, dtype) -> Applied:
     model = model.to(dtype)
-    return Applied(model=model, x=x.to(dtype), call=model, prep=lambda t: t.to(dtype),
-                   runtime={"dtype": str(dtype).removeprefix("torch.")})
+    return Applied(
+        model=model,
+        x=x.to(dtype),
+        call=model,
+        prep=lambda t: t.to(dtype),
+        runtime={"dtype": str(dtype).removeprefix("torch.")},
+    )
 
 
 def _amp(model, x, device, mode, dtype) -> Applied:
@@ -104,22 +109,32 @@ def _amp(model, x, device, mode, dtype) -> Applied:
     if device.type == "cuda" and dtype == torch.float16 and mode == "train":
         scaler = torch.amp.GradScaler("cuda")
     name = str(dtype).removeprefix("torch.")
-    return Applied(model=model, x=x, call=call, scaler=scaler,
-                   runtime={"dtype": f"float32 weights, autocast {name}", "autocast": name,
-                            "grad_scaler": scaler is not None})
+    return Applied(
+        model=model,
+        x=x,
+        call=call,
+        scaler=scaler,
+        runtime={"dtype": f"float32 weights, autocast {name}", "autocast": name, "grad_scaler": scaler is not None},
+    )
 
 
 def _tf32(model, x, device) -> Applied:
     major, minor = torch.cuda.get_device_capability(device)
     if major < 8:
-        raise Skip(f"variant tf32: {torch.cuda.get_device_name(device)} has compute capability {major}.{minor}; "
-                   "TF32 needs >= 8.0 (Ampere or newer)")
+        raise Skip(
+            f"variant tf32: {torch.cuda.get_device_name(device)} has compute capability {major}.{minor}; "
+            "TF32 needs >= 8.0 (Ampere or newer)"
+        )
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.set_float32_matmul_precision("high")
-    modes = {"cuda.matmul.allow_tf32": True, "cudnn.allow_tf32": True,
-             "float32_matmul_precision": torch.get_float32_matmul_precision(),
-             "reduced_precision_reduction": False, "cudnn.benchmark": torch.backends.cudnn.benchmark}
+    modes = {
+        "cuda.matmul.allow_tf32": True,
+        "cudnn.allow_tf32": True,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "reduced_precision_reduction": False,
+        "cudnn.benchmark": torch.backends.cudnn.benchmark,
+    }
     return Applied(model=model, x=x, call=model, runtime={"math_modes": modes})
 
 
@@ -128,14 +143,20 @@ def _channels_last(model, x) -> Applied:
         raise Skip(f"variant channels_last needs image input (N, C, H, W); this model takes {x.dim()}-D input")
     fmt = torch.channels_last
     model = model.to(memory_format=fmt)
-    return Applied(model=model, x=x.contiguous(memory_format=fmt), call=model,
-                   prep=lambda t: t.contiguous(memory_format=fmt), runtime={"data_layout": "NHWC (channels_last)"})
+    return Applied(
+        model=model,
+        x=x.contiguous(memory_format=fmt),
+        call=model,
+        prep=lambda t: t.contiguous(memory_format=fmt),
+        runtime={"data_layout": "NHWC (channels_last)"},
+    )
 
 
 def _compile(model, x, mode) -> Applied:
     compiled = torch.compile(model, mode=mode)
-    return Applied(model=model, x=x, call=compiled, compiled=True,
-                   runtime={"compile": {"backend": "inductor", "mode": mode}})
+    return Applied(
+        model=model, x=x, call=compiled, compiled=True, runtime={"compile": {"backend": "inductor", "mode": mode}}
+    )
 
 
 def _torchscript(model, x, mode) -> Applied:
@@ -145,8 +166,13 @@ def _torchscript(model, x, mode) -> Applied:
             traced = torch.jit.freeze(torch.jit.trace(model, x))
     else:
         traced = torch.jit.trace(model, x)
-    return Applied(model=model, x=x, call=traced, compiled=True,
-                   runtime={"torchscript": "torch.jit.trace" + (" + torch.jit.freeze" if mode == "inference" else "")})
+    return Applied(
+        model=model,
+        x=x,
+        call=traced,
+        compiled=True,
+        runtime={"torchscript": "torch.jit.trace" + (" + torch.jit.freeze" if mode == "inference" else "")},
+    )
 
 
 def _int8_dynamic(model, x) -> Applied:
@@ -156,12 +182,22 @@ def _int8_dynamic(model, x) -> Applied:
     model.eval()
     n_linear = sum(isinstance(m, nn.Linear) for m in model.modules())
     q = quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8)
-    return Applied(model=model, x=x, call=q, runnable=q,
-                   serialized_format="torch.save(state_dict) of the quantized model (int8 Linear weights)",
-                   runtime={"quantization": {"flow": "torch.ao.quantization.quantize_dynamic", "layers": "nn.Linear",
-                                             "engine": "x86", "dtype": "qint8"}},
-                   facts={"quantized_layers": n_linear,
-                          "params_note": "counted on the float model before quantization"})
+    return Applied(
+        model=model,
+        x=x,
+        call=q,
+        runnable=q,
+        serialized_format="torch.save(state_dict) of the quantized model (int8 Linear weights)",
+        runtime={
+            "quantization": {
+                "flow": "torch.ao.quantization.quantize_dynamic",
+                "layers": "nn.Linear",
+                "engine": "x86",
+                "dtype": "qint8",
+            }
+        },
+        facts={"quantized_layers": n_linear, "params_note": "counted on the float model before quantization"},
+    )
 
 
 def _int8_static(model, x, seed: int) -> Applied:
@@ -181,12 +217,22 @@ def _int8_static(model, x, seed: int) -> Applied:
         for _ in range(CALIBRATION_BATCHES):
             prepared(torch.randn((n, *x.shape[1:]), generator=gen).to(x.device))
     q = convert_fx(prepared)
-    return Applied(model=model, x=x, call=q, runnable=q,
-                   serialized_format="torch.save(state_dict) of the quantized model (int8 weights, packed)",
-                   runtime={"quantization": {"flow": "FX graph mode (prepare_fx/convert_fx)", "qconfig": "x86",
-                                             "engine": "x86", "calibration": f"{CALIBRATION_BATCHES} seeded "
-                                             f"batches of {n} standard-normal samples"}},
-                   facts={"params_note": "counted on the float model before quantization"})
+    return Applied(
+        model=model,
+        x=x,
+        call=q,
+        runnable=q,
+        serialized_format="torch.save(state_dict) of the quantized model (int8 weights, packed)",
+        runtime={
+            "quantization": {
+                "flow": "FX graph mode (prepare_fx/convert_fx)",
+                "qconfig": "x86",
+                "engine": "x86",
+                "calibration": f"{CALIBRATION_BATCHES} seeded batches of {n} standard-normal samples",
+            }
+        },
+        facts={"params_note": "counted on the float model before quantization"},
+    )
 
 
 def _prunable(model) -> list[nn.Module]:
@@ -202,11 +248,23 @@ def _prune(model, x, sparsity: float) -> Applied:
         prune.remove(m, "weight")  # permanent: a plain weight with zeros
     total = sum(m.weight.numel() for m in layers)
     zeros = sum(int((m.weight == 0).sum()) for m in layers)
-    return Applied(model=model, x=x, call=model,
-                   runtime={"pruning": {"method": "torch.nn.utils.prune.l1_unstructured per layer, then prune.remove",
-                                        "layers": "conv and linear weights", "sparsity": sparsity}},
-                   facts={"sparsity_target": sparsity, "prunable_params": total,
-                          "prunable_zero_fraction": zeros / total if total else None})
+    return Applied(
+        model=model,
+        x=x,
+        call=model,
+        runtime={
+            "pruning": {
+                "method": "torch.nn.utils.prune.l1_unstructured per layer, then prune.remove",
+                "layers": "conv and linear weights",
+                "sparsity": sparsity,
+            }
+        },
+        facts={
+            "sparsity_target": sparsity,
+            "prunable_params": total,
+            "prunable_zero_fraction": zeros / total if total else None,
+        },
+    )
 
 
 def _classifier_head(model) -> nn.Module | None:
@@ -220,15 +278,29 @@ def _channel_prune(model, x, fraction: float) -> Applied:
     before = sum(p.numel() for p in model.parameters())
     head = _classifier_head(model)
     model.eval()
-    pruner = tp.pruner.MetaPruner(model, example_inputs=x[:1], importance=tp.importance.MagnitudeImportance(p=1),
-                                  pruning_ratio=fraction, ignored_layers=[head] if head is not None else [])
+    pruner = tp.pruner.MetaPruner(
+        model,
+        example_inputs=x[:1],
+        importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=fraction,
+        ignored_layers=[head] if head is not None else [],
+    )
     pruner.step()
     after = sum(p.numel() for p in model.parameters())
-    return Applied(model=model, x=x, call=model,
-                   runtime={"pruning": {"method": f"torch-pruning {tp.__version__} MetaPruner, L1 magnitude "
-                                                  "importance, channel groups across dependent layers",
-                                        "channel_fraction": fraction, "kept": "the classifier head's outputs"}},
-                   facts={"params_before_pruning": before, "params_removed_fraction": 1 - after / before})
+    return Applied(
+        model=model,
+        x=x,
+        call=model,
+        runtime={
+            "pruning": {
+                "method": f"torch-pruning {tp.__version__} MetaPruner, L1 magnitude "
+                "importance, channel groups across dependent layers",
+                "channel_fraction": fraction,
+                "kept": "the classifier head's outputs",
+            }
+        },
+        facts={"params_before_pruning": before, "params_removed_fraction": 1 - after / before},
+    )
 
 
 def _sparse24(model, x, device) -> Applied:
@@ -252,11 +324,19 @@ def _sparse24(model, x, device) -> Applied:
     for m in sparse.modules():
         if isinstance(m, nn.Linear) and m.weight.shape[0] % 64 == 0 and m.weight.shape[1] % 64 == 0:
             m.weight = nn.Parameter(to_sparse_semi_structured(m.weight.detach()), requires_grad=False)
-    return Applied(model=model, x=x.half(), call=sparse, runnable=sparse, prep=lambda t: t.half(),
-                   serialized_format="torch.save(state_dict) of the 2:4 compressed model",
-                   runtime={"dtype": "float16", "sparsity": {"method": "2:4 by magnitude, to_sparse_semi_structured",
-                                                             "layers": done}},
-                   facts={"sparse24_layers": done})
+    return Applied(
+        model=model,
+        x=x.half(),
+        call=sparse,
+        runnable=sparse,
+        prep=lambda t: t.half(),
+        serialized_format="torch.save(state_dict) of the 2:4 compressed model",
+        runtime={
+            "dtype": "float16",
+            "sparsity": {"method": "2:4 by magnitude, to_sparse_semi_structured", "layers": done},
+        },
+        facts={"sparse24_layers": done},
+    )
 
 
 def _frozen_backbone(model, x) -> Applied:
@@ -268,8 +348,13 @@ def _frozen_backbone(model, x) -> Applied:
     for p in head.parameters():
         p.requires_grad_(True)
     trainable = sum(p.numel() for p in head.parameters())
-    return Applied(model=model, x=x, call=model, runtime={"transfer": "frozen backbone: only the last nn.Linear trains"},
-                   facts={"trainable_params": trainable})
+    return Applied(
+        model=model,
+        x=x,
+        call=model,
+        runtime={"transfer": "frozen backbone: only the last nn.Linear trains"},
+        facts={"trainable_params": trainable},
+    )
 
 
 def _make(case, model, x, device) -> Applied:
@@ -333,8 +418,9 @@ def apply(case, model: nn.Module, x: torch.Tensor, device: torch.device, sync: C
     for m in [v.model] + ([v.runnable] if v.runnable is not None else []):
         m.train(train)
     if base in UNCHANGED:
-        v.fidelity = fidelity.identical(seed, f"the {base} forward pass is the fp32 one "
-                                              "(same seeded weights, nothing changed before training)")
+        v.fidelity = fidelity.identical(
+            seed, f"the {base} forward pass is the fp32 one (same seeded weights, nothing changed before training)"
+        )
         return v
 
     def first_call():
@@ -348,8 +434,9 @@ def apply(case, model: nn.Module, x: torch.Tensor, device: torch.device, sync: C
     def measure_fidelity():
         runs = [v.model] + ([v.runnable] if v.runnable is not None else [])
         cand = _outputs(v.call, [v.prep(b) for b in batches], train, runs)
-        v.fidelity = fidelity.compare(ref, cand, seed=seed + fidelity.SEED_OFFSET,
-                                      method=fidelity.method(len(ref), "torch"))
+        v.fidelity = fidelity.compare(
+            ref, cand, seed=seed + fidelity.SEED_OFFSET, method=fidelity.method(len(ref), "torch")
+        )
 
     # inference: compile on the timed shape and grad mode first (the fidelity pass then hits
     # the cache); train: fidelity before any training step changes the weights or BN statistics

@@ -78,10 +78,17 @@ def _same(x):
     return x
 
 
-def measure_case(case: Case, *, trace_dir: str | None = None, device: str | None = None,
-                 telemetry: bool = True, clock: Callable[[Clock], Clock] = _same,
-                 step_wrapper: Callable[[Step], Step] = _same,
-                 memory: Callable[[dict], dict] = _same, runtime: dict | None = None) -> Record:
+def measure_case(
+    case: Case,
+    *,
+    trace_dir: str | None = None,
+    device: str | None = None,
+    telemetry: bool = True,
+    clock: Callable[[Clock], Clock] = _same,
+    step_wrapper: Callable[[Step], Step] = _same,
+    memory: Callable[[dict], dict] = _same,
+    runtime: dict | None = None,
+) -> Record:
     """One case, one record: prepare (the variant and its fidelity), time, memory, model
     facts, fidelity, pipeline rates, profile, and the failure's label. The one path for
     every process that measures: the plain worker (the defaults) and each rank of a

@@ -49,14 +49,19 @@ from pathlib import Path
 from benchbench.case import Case
 from benchbench.results import Record, utc_now
 
-STEP_SYNC_NOTE = ("every step ends with an all-reduce of one value across all ranks (after DDP's gradient "
-                  "all-reduce in train mode), so the slowest rank sets the step time; every rank's timing "
-                  "clock is rank 0's reading, broadcast, so all ranks stop after the same step")
-CPU_TF_NOTE = ("MirroredStrategy over logical CPU devices of one CPU: the replicas share the same cores "
-               "and thread pool, so this measures the strategy's overhead, not a speed-up")
+STEP_SYNC_NOTE = (
+    "every step ends with an all-reduce of one value across all ranks (after DDP's gradient "
+    "all-reduce in train mode), so the slowest rank sets the step time; every rank's timing "
+    "clock is rank 0's reading, broadcast, so all ranks stop after the same step"
+)
+CPU_TF_NOTE = (
+    "MirroredStrategy over logical CPU devices of one CPU: the replicas share the same cores "
+    "and thread pool, so this measures the strategy's overhead, not a speed-up"
+)
 
 
 # --- pure helpers (tested without a framework) -------------------------------------------
+
 
 def rank_cores(rank: int, devices: int, cores: list[int]) -> list[int]:
     """The cores rank ``rank`` of ``devices`` is pinned to: an equal share, in order; with
@@ -65,11 +70,12 @@ def rank_cores(rank: int, devices: int, cores: list[int]) -> list[int]:
     if len(cores) < devices:
         return [cores[rank % len(cores)]]
     k = len(cores) // devices
-    return cores[rank * k:(rank + 1) * k]
+    return cores[rank * k : (rank + 1) * k]
 
 
-def scaling(global_throughput: float | None, single_throughput: float | None, devices: int,
-            single_reason: str | None = None) -> dict:
+def scaling(
+    global_throughput: float | None, single_throughput: float | None, devices: int, single_reason: str | None = None
+) -> dict:
     """Global and per-device throughput and the scaling efficiency against one device."""
     out = {
         "throughput_global": global_throughput,
@@ -83,7 +89,8 @@ def scaling(global_throughput: float | None, single_throughput: float | None, de
         out["scaling_efficiency"] = global_throughput / (devices * single_throughput)
     else:
         out["scaling_efficiency_reason"] = (
-            f"no one-device figure: {single_reason}" if single_reason else "no throughput measured")
+            f"no one-device figure: {single_reason}" if single_reason else "no throughput measured"
+        )
     return out
 
 
@@ -122,8 +129,10 @@ def skip_reason(case: Case, gpu_count: Callable[[], int] | None = None) -> str |
     if case.framework not in ("torch", "tensorflow"):
         return f"devices: {n} is not implemented for {case.framework}"
     if case.framework == "torch" and case.data is not None:
-        return (f"devices: {n} with a data: pipeline is not implemented for torch: each rank would need its "
-                "own shard of the loader, and the loader-only and model-only windows are not run in lock-step")
+        return (
+            f"devices: {n} with a data: pipeline is not implemented for torch: each rank would need its "
+            "own shard of the loader, and the loader-only and model-only windows are not run in lock-step"
+        )
     return None
 
 
@@ -133,8 +142,9 @@ def one_device_copy(case: Case) -> Case:
     return dataclasses.replace(case, devices=1, settings=dataclasses.replace(case.settings, profile=False))
 
 
-def combine(multi: Record, single: Record | None, case: Case, how: dict,
-            pids: tuple[int | None, int | None] = (None, None)) -> Record:
+def combine(
+    multi: Record, single: Record | None, case: Case, how: dict, pids: tuple[int | None, int | None] = (None, None)
+) -> Record:
     """The N-device record with its scaling figures (``runtime.data_parallel``); ``pids``:
     the processes that measured the N-device and the one-device windows."""
     dp = multi.runtime.setdefault("data_parallel", {})
@@ -167,6 +177,7 @@ def combine(multi: Record, single: Record | None, case: Case, how: dict,
 
 
 # --- in the worker process ---------------------------------------------------------------
+
 
 def run(case: Case, trace_dir: str | None, measure: Callable[..., Record]) -> Record:
     """One ``devices: N`` case, called by ``benchbench.worker.core.main`` instead of ``run``.
@@ -221,8 +232,14 @@ def _rank_pid(rec: Record) -> int | None:
 def _torchrun(case: Case, nproc: int, trace_dir: str | None) -> Record:
     """Launch ``nproc`` ranks with torchrun; rank 0's record (or a failed one)."""
     what = "torchrun (the one-device run)" if nproc == 1 else f"torchrun ({nproc} ranks)"
-    args = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "--module", "benchbench.worker.rank"]
+    args = [
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "--module",
+        "benchbench.worker.rank",
+    ]
     return _launch(args, case, what, [trace_dir or ""])[0]
 
 
@@ -245,8 +262,13 @@ def _launch(args: list[str], case: Case, what: str, extra: list[str] = ()) -> tu
             raise
         if result_path.exists():
             return Record.from_dict(json.loads(result_path.read_text(encoding="utf-8"))), proc.pid
-        return Record(case=case.to_dict(), status="failed", started_at=started, ended_at=utc_now(),
-                      reason=f"{what} exited with code {code} without a record; see the case log"), proc.pid
+        return Record(
+            case=case.to_dict(),
+            status="failed",
+            started_at=started,
+            ended_at=utc_now(),
+            reason=f"{what} exited with code {code} without a record; see the case log",
+        ), proc.pid
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -263,8 +285,7 @@ def _run_tensorflow(case: Case, trace_dir: str | None, measure: Callable[..., Re
         "devices": case.devices,
         "per_device_batch": case.batch_size,
         "global_batch": case.batch_size * case.devices,
-        "method": f"tf.distribute.MirroredStrategy over {case.devices} "
-        + ("logical CPU devices" if cpu else "GPUs"),
+        "method": f"tf.distribute.MirroredStrategy over {case.devices} " + ("logical CPU devices" if cpu else "GPUs"),
         "step_sync": "strategy.run inside one tf.function; the replicas' outputs are summed "
         "(strategy.reduce) and copied to the host, so the step ends when every replica has",
         "single_device_how": "the same case on one device without a strategy (same threads), measured in its "

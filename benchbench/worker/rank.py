@@ -68,10 +68,15 @@ def rank_main(argv: list[str]) -> int:
 
     with _rank_trace_dir(rank, trace_dir, measured) as where:
         record = core.measure_case(
-            measured, trace_dir=where, device=device, telemetry=rank == 0,
+            measured,
+            trace_dir=where,
+            device=device,
+            telemetry=rank == 0,
             clock=lambda local_clock: SyncedClock(local_clock, broadcast),
             step_wrapper=lambda step: synced_step(step, barrier),
-            memory=memory, runtime={"placement": placement})
+            memory=memory,
+            runtime={"placement": placement},
+        )
     if rank == 0:
         write_json(result_path, record.to_dict())
     if world > 1:

@@ -87,8 +87,11 @@ def serve(framework: str) -> int:
         os.write(proto, (json.dumps(msg) + "\n").encode())
 
     say({"ready": True, "pid": os.getpid(), "preload_s": time.perf_counter() - t0})
-    print(f"benchbench fork server pid {os.getpid()} ({framework}): ready in {time.perf_counter() - t0:.2f} s",
-          file=sys.stderr, flush=True)
+    print(
+        f"benchbench fork server pid {os.getpid()} ({framework}): ready in {time.perf_counter() - t0:.2f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     children: set[int] = set()
     buf = b""
     try:

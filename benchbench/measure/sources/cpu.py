@@ -34,7 +34,7 @@ _ALL = _BUSY + ("idle", "iowait")  # guest time is already inside user on Linux
 def _busy_and_total_s() -> tuple[float, float]:
     t = psutil.cpu_times()
     busy = sum(getattr(t, f, 0.0) for f in _BUSY)
-    return busy, busy + sum(getattr(t, f, 0.0) for f in _ALL[len(_BUSY):])
+    return busy, busy + sum(getattr(t, f, 0.0) for f in _ALL[len(_BUSY) :])
 
 
 class CpuSource:

@@ -82,7 +82,7 @@ def bare_uuid(uuid) -> str:
     text = _text(uuid).strip().lower()
     for prefix in ("gpu-", "mig-"):
         if text.startswith(prefix):
-            return text[len(prefix):]
+            return text[len(prefix) :]
     return text
 
 

@@ -110,8 +110,7 @@ class RaplSource:
     def info(self) -> dict:
         return {
             "packages": [
-                {"zone": p.zone, "name": p.name, "max_energy_range_uj": p.max_energy_range_uj}
-                for p in self.packages
+                {"zone": p.zone, "name": p.name, "max_energy_range_uj": p.max_energy_range_uj} for p in self.packages
             ],
             "note": "whole CPU package(s): every process on them, not only the worker; "
             "package domains only (core/uncore/dram subdomains are inside or beside them, not added)",
