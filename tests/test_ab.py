@@ -39,13 +39,14 @@ def rec(c: Case, median: float, status="ok", rss=100 * 2**20) -> Record:
 class FakeWorkers:
     """Stands in for executors.local.run_case: a median per call from ``figure(side, call)``."""
 
-    def __init__(self, figure, fail_side=None):
-        self.figure, self.fail_side, self.calls = figure, fail_side, []
+    def __init__(self, figure, fail_side=None, fail_calls=None):
+        self.figure, self.fail_side, self.fail_calls, self.calls = figure, fail_side, fail_calls, []
 
     def __call__(self, c, work_dir, log, extra_paths, python=None, env=None):
         side = (env or {}).get("SIDE")
         self.calls.append((c.model, side, tuple(python)))
-        if self.fail_side is not None and side == self.fail_side:
+        failing = self.fail_side is not None and side == self.fail_side
+        if failing and (self.fail_calls is None or len(self.calls) - 1 in self.fail_calls):
             return rec(c, 0, status="failed")
         return rec(c, self.figure(side, len(self.calls) - 1))
 
@@ -122,7 +123,7 @@ def test_run_ab_writes_records_and_finds_a_slower_b(tmp_path):
 
 
 def test_a_failed_round_is_a_failed_row_and_skips_are_kept(tmp_path):
-    fake = FakeWorkers(lambda side, call: 0.01, fail_side="B")
+    fake = FakeWorkers(lambda side, call: 0.01, fail_side="B", fail_calls={1})  # B's first round only
     res = ab.run_ab(
         [case("seed_mlp"), case("seed_cnn")],
         *sides(),
@@ -134,7 +135,47 @@ def test_a_failed_round_is_a_failed_row_and_skips_are_kept(tmp_path):
     assert [(r.metric, r.verdict) for r in res.rows] == [("*", "failed")]
     assert "side B failed: boom" in res.rows[0].note
     assert res.skipped == [("torch/seed_cnn/bs1/cpu/inference/fp32", "no such device")]
-    assert not res.regressed
+    assert not res.regressed and not res.broken
+
+
+def test_a_side_that_fails_every_round_is_broken_first_and_fails_the_job(tmp_path, monkeypatch, capsys):
+    fake = FakeWorkers(lambda side, call: 0.01, fail_side="B")
+
+    def per_case(c, *a, **kw):  # B fails every round of seed_cnn only; seed_mlp is measured
+        return (fake if c.model == "seed_cnn" else FakeWorkers(lambda side, call: 0.01))(c, *a, **kw)
+
+    res = ab.run_ab(
+        [case("seed_mlp"), case("seed_cnn")], *sides(), rounds=3, out_dir=tmp_path / "ab", run_case=per_case
+    )
+    assert res.rows[0].verdict == "broken" and res.rows[0].label.startswith("torch/seed_cnn/")
+    assert res.rows[0].note == "side B failed every round (B failed: boom)"
+    assert res.rows[1].verdict == "unchanged" and res.nothing_measured is None
+    assert json.loads((tmp_path / "ab" / "ab.json").read_text())["broken"] is True
+    assert "💥 broken" in ab.render_markdown(res)
+    both = ab.judge_case("x", "lbl", [rec(case(), 0, "failed")] * 2, [rec(case(), 0, "skipped")] * 2, 0.05)
+    assert [(r.verdict, r.note) for r in both] == [
+        ("broken", "both sides failed every round (A failed: boom; B skipped: boom)")
+    ]
+    # through the command: exit 1, unless --allow-broken; nothing measured at all is exit 1 regardless
+    from benchbench import probe
+    from benchbench.executors import local
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nmatrix:\n  model: [seed_mlp, seed_cnn]\n  batch_size: [1]\n")
+    monkeypatch.setattr(probe, "skip_reason", lambda c: None)
+    monkeypatch.setattr(local, "run_case", per_case)
+    argv = ["ab", str(suite), "--a", f"SIDE=A {sys.executable}", "--b", f"SIDE=B {sys.executable}"]
+    argv += ["--rounds", "2", "--out", str(tmp_path)]
+    assert cli.main(argv) == 1
+    out, err = capsys.readouterr()
+    assert "broken" in out and "1 broken case(s)" in err
+    assert cli.main([*argv, "--allow-broken"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(local, "run_case", fake)  # B fails every round of every case
+    assert cli.main([*argv, "--allow-broken", "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)["nothing_measured"] is True and json.loads(out)["counts"] == {"broken": 2}
+    assert "nothing was measured by ab: no case gave paired figures (2 broken)" in err
 
 
 # --- sides ----------------------------------------------------------------------------------

@@ -173,17 +173,51 @@ def test_a_borderline_change_alone_regresses_among_many_unchanged_cases_it_is_in
     assert verdicts(compare.compare_runs(run("b", base), run("c", cand), fdr=0.5))["alexnet"] == "regressed"
 
 
-def test_new_missing_and_failed_cases():
-    base = run("b", [record("seed_mlp"), record("seed_cnn"), record("seed_cnn4")])
-    cand = run("c", [record("seed_mlp"), failed("seed_cnn4"), record("resnet18")])
+def skipped(model="seed_mlp", reason="cuda: no CUDA GPU visible to PyTorch") -> Record:
+    case = Case("torch", model, 1, "cpu", "inference", "fp32", (10,))
+    return Record(case=case.to_dict(), status="skipped", reason=reason, host="h1")
+
+
+def test_a_case_ok_in_base_and_lost_in_candidate_is_broken_with_the_reason():
+    """Broken: ok in the base and failed, skipped or absent in the candidate, with the
+    worker's reason, listed before every other row. Failed in both: a failed row (shown,
+    not broken); skipped in both: no row; ok only in the candidate: new."""
+    base = run(
+        "b",
+        [
+            record("seed_mlp"),
+            record("seed_cnn"),
+            record("seed_cnn4"),
+            record("vit_b_16"),
+            failed("resnet50"),
+            skipped("mobilenet_v2"),
+        ],
+    )
+    cand = run(
+        "c",
+        [
+            record("seed_mlp", median=0.02),  # regressed
+            failed("seed_cnn4"),
+            skipped("vit_b_16"),
+            record("resnet18"),
+            failed("resnet50"),
+            skipped("mobilenet_v2"),
+        ],
+    )
     cmp = compare.compare_runs(base, cand)
     star = {r.label.split("/")[1]: (r.verdict, r.note) for r in cmp.rows if r.metric == "*"}
     assert star == {
-        "seed_cnn": ("missing", "not in candidate"),
-        "seed_cnn4": ("missing", "candidate failed: boom"),
+        "seed_cnn": ("broken", "not in candidate"),
+        "seed_cnn4": ("broken", "candidate failed: boom"),
+        "vit_b_16": ("broken", "candidate skipped: cuda: no CUDA GPU visible to PyTorch"),
         "resnet18": ("new", ""),
-    }
-    assert not cmp.regressed
+        "resnet50": ("failed", "base failed: boom; candidate failed: boom"),
+    }  # mobilenet_v2, skipped in both: not broken, no row
+    assert [r.verdict for r in cmp.rows[:3]] == ["broken"] * 3 and cmp.rows[3].verdict == "regressed"
+    assert [r.label.split("/")[1] for r in cmp.broken] == ["seed_cnn", "seed_cnn4", "vit_b_16"]
+    assert cmp.regressed and not cmp.nothing_measured
+    data = cmp.to_dict()
+    assert data["broken"] is True and data["counts"]["broken"] == 3 and data["rows"][0]["verdict"] == "broken"
 
 
 def test_context_difference_is_reported():
@@ -526,3 +560,130 @@ def test_confirm_mode_screen_nominates_noisy_series_the_confirm_then_decides():
         "too noisy",
         "unchanged",
     ]
+
+
+# --- broken is a verdict: compare and check exit 1 --------------------------------------------
+
+
+def test_compare_cli_fails_on_a_broken_case_in_every_format_unless_allowed(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    b = run_dir(tmp_path, "base", [record("seed_mlp"), record("seed_cnn")])
+    c = run_dir(tmp_path, "cand", [record("seed_mlp"), failed("seed_cnn")])
+    assert cli.main(["compare", str(b), str(c)]) == 1
+    out, err = capsys.readouterr()
+    assert "broken: torch/seed_cnn/bs1/cpu/inference/fp32: candidate failed: boom" in out
+    assert "1 broken case(s)" in err and "--allow-broken" in err
+    assert cli.main(["compare", str(b), str(c), "--markdown"]) == 1
+    md = capsys.readouterr().out.splitlines()
+    table = [line for line in md if line.startswith("| torch/")]
+    assert (
+        table[0] == "| torch/seed_cnn/bs1/cpu/inference/fp32 | * | — | — | — | — | 💥 broken | candidate failed: boom |"
+    )
+    assert cli.main(["compare", str(b), str(c), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["broken"] is True and data["rows"][0]["verdict"] == "broken"
+    assert data["rows"][0]["note"] == "candidate failed: boom"
+    # --allow-broken: still shown, no longer the exit code; a regression still is
+    assert cli.main(["compare", str(b), str(c), "--allow-broken"]) == 0
+    out, err = capsys.readouterr()
+    assert "broken: torch/seed_cnn" in out and "allowed by --allow-broken" in err
+    slow = run_dir(tmp_path, "slow", [record("seed_mlp", median=0.02), failed("seed_cnn")])
+    assert cli.main(["compare", str(b), str(slow), "--allow-broken"]) == 1
+
+
+def test_compare_cli_a_candidate_that_measured_nothing_is_exit_1_with_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    b = run_dir(tmp_path, "base", [record("seed_mlp"), record("seed_cnn")])
+    all_failed = run_dir(tmp_path, "night10", [failed("seed_mlp"), failed("seed_cnn")])
+    assert cli.main(["compare", str(b), str(all_failed)]) == 1
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if "nothing was measured" in x]
+    assert line == "nothing was measured in night10: no case has an ok record (2 failed; first reason: boom)"
+    assert cli.main(["compare", str(b), str(all_failed), "--allow-broken"]) == 1  # --allow-broken does not cover it
+    assert "nothing was measured in night10" in capsys.readouterr().err
+    # both runs failed every case: before, an empty table and exit 0
+    assert cli.main(["compare", str(all_failed), str(all_failed), "--markdown"]) == 1
+    out, err = capsys.readouterr()
+    assert "**Nothing measured:**" in out and "⚠️ failed" in out and "nothing was measured in night10" in err
+    empty = run_dir(tmp_path, "empty", [])
+    (empty / "results.jsonl").write_text("")  # a run that wrote no record at all
+    assert cli.main(["compare", str(b), str(empty), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["nothing_measured"] is True and data["counts"]["broken"] == 2
+    # skipped in both is not broken, and a candidate that measured something passes
+    sk = run_dir(tmp_path, "sk", [record("seed_mlp"), skipped("seed_cnn")])
+    assert cli.main(["compare", str(sk), str(sk)]) == 0
+    out = capsys.readouterr().out
+    assert "broken" not in out and "seed_cnn" not in out
+
+
+def _broken_store(tmp_path, last_nights):
+    """12 good nights of seed_mlp and seed_cnn (and resnet18 skipped every night), then
+    ``last_nights``: lists of records for the newest nights."""
+    s = st.Store(f"sqlite:///{tmp_path / 'broken.db'}")
+    day = 0
+    for f in WOBBLE:
+        day += 1
+        recs = [record("seed_mlp", median=0.01 * f), record("seed_cnn", median=0.01 * f), skipped("resnet18")]
+        s.add_run(run(f"n{day:02d}", recs, day))
+    for recs in last_nights:
+        day += 1
+        s.add_run(run(f"n{day:02d}", recs, day))
+    return s
+
+
+def _raise(model):
+    r = failed(model)
+    r.reason = "RuntimeError: boom in forward"
+    return r
+
+
+def test_check_a_night_where_every_case_raised_is_broken_and_nothing_measured(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    night10 = [_raise("seed_mlp"), _raise("seed_cnn"), skipped("resnet18")]
+    s = _broken_store(tmp_path, [night10])
+    check = gate.check_run(s, s.resolve("latest"))
+    s.close()
+    assert [(r.label.split("/")[1], r.metric, r.verdict) for r in check.rows] == [
+        ("seed_mlp", "*", "broken"),
+        ("seed_cnn", "*", "broken"),
+    ]  # resnet18: skipped every night, not broken
+    assert check.rows[0].note == "this run failed: RuntimeError: boom in forward (ok in n12)"
+    assert check.nothing_measured and "nothing was measured in n13" in check.nothing_measured
+    assert cli.main(["check", "--latest", "--store", s.url]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == "check n13: 2 broken"
+    assert "  torch/seed_mlp/bs1/cpu/inference/fp32: this run failed: RuntimeError: boom in forward (ok in n12)" in out
+    assert "nothing was measured in n13: no case has an ok record (2 failed, 1 skipped;" in err
+    assert cli.main(["check", "--latest", "--store", s.url, "--allow-broken"]) == 1  # nothing measured still fails
+    capsys.readouterr()
+    assert cli.main(["check", "--latest", "--store", s.url, "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["broken"] is True and data["nothing_measured"] is True and data["rows"][0]["verdict"] == "broken"
+
+
+def test_check_a_lost_case_stays_broken_on_later_nights_and_allow_broken_passes_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ok = record("seed_mlp")
+    s = _broken_store(
+        tmp_path,
+        [
+            [ok, _raise("seed_cnn"), skipped("resnet18")],
+            [ok, skipped("seed_cnn", reason="no such device"), skipped("resnet18")],  # the second night lost
+            [ok, skipped("resnet18")],  # seed_cnn absent: it was not ok the night before, so not newly lost…
+        ],
+    )
+    rows = gate.check_latest(s, "n14")
+    broken = [(r.label.split("/")[1], r.note) for r in rows if r.verdict == "broken"]
+    assert broken == [("seed_cnn", "this run skipped: no such device (ok in n12)")]
+    assert [r.verdict for r in gate.check_latest(s, "n15") if r.verdict == "broken"] == []
+    s.add_run(run("n16", [record("seed_mlp")], 16))  # …but a case ok in the previous night and absent now is
+    s.add_run(run("n17", [record("seed_cnn")], 17))
+    check = gate.check_run(s, "n17")
+    s.close()
+    assert [(r.label.split("/")[1], r.note) for r in check.broken] == [("seed_mlp", "not in this run (ok in n16)")]
+    assert cli.main(["check", "--run", "n14", "--store", s.url]) == 1
+    capsys.readouterr()
+    assert cli.main(["check", "--run", "n14", "--store", s.url, "--allow-broken"]) == 0
+    out, err = capsys.readouterr()
+    assert "broken (ok before, not measured in this run):" in out and "allowed by --allow-broken" in err

@@ -18,7 +18,8 @@ import pytest
 
 from benchbench.data_spec import DataConfig
 from benchbench.errors import UserError
-from benchbench.pipelines import bound, presets
+from benchbench.measure import bound
+from benchbench.pipelines import presets
 from benchbench.pipelines.generate import ensure, generate, list_images
 from benchbench.suite.schema import parse_suite
 

@@ -32,7 +32,8 @@ ADDED_IN_SCHEMA: dict[str, set[str]] = {
     # issue 16 (several worker processes per case): the processes block, and what the interval covers
     "top": {"processes"},
     "stats": {"interval_scope", "processes"},
-    "timing": set(),
+    # issue 16: present only when a case's processes chose different block sizes
+    "timing": {"block_sizes"},
 }
 
 ONE_CASE_SUITE = """\
@@ -71,7 +72,7 @@ def _record(model, median=0.01, spread=0.01, n=40, rss=100 * 2**20, status="ok")
 
 def build_runs(root: Path) -> tuple[Path, Path]:
     """Two run directories, ``base`` and ``cand``, with every verdict compare gives: regressed,
-    improved, unchanged, inconclusive, new, missing, and a failed base."""
+    improved, unchanged, inconclusive, new, broken (ok in the base, absent in the candidate), and a failed base."""
     base = [
         _record("seed_mlp"),
         _record("seed_cnn"),

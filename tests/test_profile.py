@@ -66,7 +66,7 @@ def test_tensorflow_profile_window(tmp_path):
     assert len(ops) >= 4 and len(off) <= len(ops) // 4, ops
 
 
-def _table(rows):
+def html_table(rows):
     cols = ["host_or_device", "type", "operation", "occurrences", "total_self_time",
             "host_total_self_time_percent", "device_total_self_time_percent"]  # fmt: skip
     return {"cols": [{"id": c} for c in cols], "rows": [{"c": [{"v": v} for v in r]} for r in rows]}
@@ -81,20 +81,20 @@ def test_tf_op_rows_sum_per_op_type_and_leave_idle_out():
         ("Host", "Relu", "a/relu", 3, 300.0, 0.25, 0.0),
         ("Device", "Conv2D", "a/conv", 3, 90.0, 0.0, 0.9),
     ]
-    with_idle = _table([("Host", "IDLE", "IDLE", 0, 5000.0, 0.8, 0.0), *rows])
-    got = op_rows([with_idle, _table(rows)], "Host")  # the table without IDLE is used
+    with_idle = html_table([("Host", "IDLE", "IDLE", 0, 5000.0, 0.8, 0.0), *rows])
+    got = op_rows([with_idle, html_table(rows)], "Host")  # the table without IDLE is used
     assert got == [
         {"op": "Conv2D", "calls": 6, "self_s": pytest.approx(900e-6), "share": pytest.approx(0.75)},
         {"op": "Relu", "calls": 3, "self_s": pytest.approx(300e-6), "share": pytest.approx(0.25)},
     ]
-    assert op_rows([_table(rows)], "Device") == [
+    assert op_rows([html_table(rows)], "Device") == [
         {"op": "Conv2D", "calls": 3, "self_s": pytest.approx(90e-6), "share": pytest.approx(0.9)}
     ]
-    assert op_rows([_table(rows)], "Host", top=1)[0]["op"] == "Conv2D"
+    assert op_rows([html_table(rows)], "Host", top=1)[0]["op"] == "Conv2D"
     trace = json.dumps({"traceEvents": [{"ph": "X", "name": "Conv2D"}, {"ph": "X", "name": "Conv2D"},
                                         {"ph": "M", "name": "Conv2D"}, {"ph": "X", "name": "Relu"}]})  # fmt: skip
     assert trace_counts(trace.encode()) == {"Conv2D": 2, "Relu": 1}
-    assert [r["calls"] for r in op_rows([_table(rows)], "Host", calls=trace_counts(trace))] == [2, 1]
+    assert [r["calls"] for r in op_rows([html_table(rows)], "Host", calls=trace_counts(trace))] == [2, 1]
     assert "tensorflow" not in sys.modules
     assert logdir_for("/r/profiles/abc.trace.json") == "/r/profiles/abc.tfprofile"
 

@@ -80,6 +80,7 @@ defaults:
   min_iters: 8
   threads: 1
   telemetry: {{hz: 0}}
+  processes: {processes}
 """
 
 
@@ -190,8 +191,11 @@ def raydir(workdir):
     return workdir
 
 
-def suite(path, name, models, batch_sizes=(1,), extra=""):
-    text = SUITE.format(name=name, models=json.dumps(list(models)), batch_sizes=json.dumps(list(batch_sizes)))
+def suite(path, name, models, batch_sizes=(1,), extra="", processes=1):
+    """One process per case unless asked (a Ray task spawns its worker: each costs an interpreter start)."""
+    text = SUITE.format(
+        name=name, models=json.dumps(list(models)), batch_sizes=json.dumps(list(batch_sizes)), processes=processes
+    )
     return write(path / f"{name}.yaml", text + extra)
 
 
@@ -200,7 +204,7 @@ def records(out):
 
 
 def test_local_and_ray_run_the_same_case_set(cluster, raydir):
-    s = suite(raydir, "same", ["seed_mlp"], [1, 2])
+    s = suite(raydir, "same", ["seed_mlp"], [1, 2], processes=2)
     # the local run goes alongside (only the case sets are compared, not the numbers)
     local = subprocess.Popen(
         [sys.executable, "-m", "benchbench", "run", str(s), "--out", str(raydir / "local")],
@@ -216,6 +220,7 @@ def test_local_and_ray_run_the_same_case_set(cluster, raydir):
     a, b = records(raydir / "local"), records(raydir / "ray")
     assert {r.case_id for r in a} == {r.case_id for r in b} and len(b) == 2
     assert all(r.status == "ok" and r.stats["n"] >= 8 for r in b)
+    assert all(r.processes["processes"] == 2 for r in b)  # each process its own Ray task, combined
     run_dir = run_dir_of(raydir / "ray")
     assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
     for r in b:  # each record says where it ran; its worker's log is in the run directory

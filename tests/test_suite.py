@@ -652,10 +652,11 @@ def test_catalog_fetched_once_per_framework():
     assert calls == ["torch"]
 
 
-def test_probe_only_when_a_zoo_name_needs_it(monkeypatch):
+def test_probe_only_when_a_zoo_name_needs_it(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(suite_mod, "_probe_catalog", lambda fw: calls.append(fw) or catalog(fw))
-    parse_suite("name: a\nmatrix: {model: [seed_cnn, 'pkg.mod:build'], batch_size: 1}\n", "s.yaml")
+    (tmp_path / "pkg").mkdir()  # the user model's package must be findable (next to the suite)
+    parse_suite("name: a\nmatrix: {model: [seed_cnn, 'pkg.mod:build'], batch_size: 1}\n", tmp_path / "s.yaml")
     assert calls == []
     with pytest.raises(UserError):
         parse_suite("name: a\nmatrix: {model: resnet81, batch_size: 1}\n", "s.yaml")
@@ -740,3 +741,87 @@ def test_json_schema_validates_good_suites():
         jsonschema.validate(bad, schema, cls=jsonschema.Draft202012Validator)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(dict(data, matirx={}), schema, cls=jsonschema.Draft202012Validator)
+
+
+# ------------------------------------------- what a framework can allocate, what can be imported
+
+INT64 = "at most 9223372036854775807 (2^63 - 1, the int64 limit): no framework can allocate more"
+
+
+def test_a_batch_size_beyond_int64_is_a_problem_at_its_line():
+    (line,) = problems("name: a\nmatrix:\n  model: seed_mlp\n  batch_size: [1, 99999999999999999999999999]\n")
+    assert line == f"s.yaml:4: matrix.batch_size[1]: batch_size 99999999999999999999999999 is too large: {INT64}"
+    (line,) = problems(
+        "name: a\nmatrix: {model: seed_mlp, batch_size: 1}\ninclude:\n  - {batch_size: 9223372036854775808}\n"
+    )
+    assert line == f"s.yaml:4: include[0].batch_size: batch_size 9223372036854775808 is too large: {INT64}"
+
+
+def test_a_batch_whose_element_count_overflows_int64_names_the_key_and_the_limit():
+    # one sample alone is too big: the input_shape is what to change
+    (line,) = problems(
+        """\
+        name: a
+        matrix: {model: [seed_cnn, resnet18], batch_size: 2}
+        models:
+          resnet18:
+            input_shape: [3, 4294967296, 4294967296]
+        """
+    )
+    assert line == (
+        "s.yaml:5: models.resnet18.input_shape: input_shape [3, 4294967296, 4294967296] is "
+        f"55340232221128654848 elements per sample: {INT64}"
+    )
+    # each fits, the batch does not: said at the batch size, naming where the shape came from
+    (line,) = problems(
+        """\
+        name: a
+        matrix:
+          model: resnet18
+          batch_size: [8, 3074457345618258603]
+        defaults:
+          input_shape: [3]
+        """
+    )
+    assert line == (
+        "s.yaml:4: matrix.batch_size[1]: batch_size 3074457345618258603 × input_shape [3] (from "
+        f"defaults.input_shape) = 9223372036854775809 elements per batch: {INT64}"
+    )
+    # exactly the limit still loads
+    s = parse("name: a\nmatrix: {model: resnet18, batch_size: 3074457345618258602}\ndefaults: {input_shape: [3]}\n")
+    assert s.cases[0].batch_size * 3 == 2**63 - 2
+
+
+def test_a_user_model_whose_package_cannot_be_found_is_a_problem_at_its_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    suite_dir = tmp_path / "suites"
+    suite_dir.mkdir()
+    (suite_dir / "nextto.py").write_text("raise SystemExit('imported at validation time')\n")  # never run
+    (tmp_path / "incwd").mkdir()
+    text = (
+        "name: a\nmatrix:\n  model: [seed_mlp, 'nextto:build', 'incwd.models:build', 'json.decoder:JSONDecoder',\n"
+        "          'nosuchpkg_bb.models:build']\n  batch_size: 1\ninclude:\n  - {model: 'otherpkg_bb:net'}\n"
+    )
+    (suite_dir / "s.yaml").write_text(text)
+    with pytest.raises(UserError) as info:
+        load_suite(suite_dir / "s.yaml", catalog)
+    where = f"looked in {tmp_path}, {suite_dir} and this Python's sys.path"
+    assert info.value.lines() == [
+        f"{suite_dir / 's.yaml'}:4: matrix.model[4]: model 'nosuchpkg_bb.models:build': no module named "
+        f"'nosuchpkg_bb' ({where}; put nosuchpkg_bb/ or nosuchpkg_bb.py next to the suite, or install it)",
+        f"{suite_dir / 's.yaml'}:7: include[0].model: model 'otherpkg_bb:net': no module named "
+        f"'otherpkg_bb' ({where}; put otherpkg_bb/ or otherpkg_bb.py next to the suite, or install it)",
+    ]
+    # found next to the suite, in the cwd, or installed: loads (a deeper problem is the worker's to report)
+    fixed = text.replace("'nosuchpkg_bb.models:build'", "'incwd.nosuchmodule:build'").replace(
+        "include:\n  - {model: 'otherpkg_bb:net'}\n", ""
+    )
+    (suite_dir / "s.yaml").write_text(fixed)
+    models = [c.model for c in load_suite(suite_dir / "s.yaml", catalog).cases]
+    assert models == [
+        "seed_mlp",
+        "nextto:build",
+        "incwd.models:build",
+        "json.decoder:JSONDecoder",
+        "incwd.nosuchmodule:build",
+    ]

@@ -759,7 +759,8 @@ def test_a_real_cpu_run_records_energy_honestly_and_cpu_utilisation(tmp_path):
         assert [cpu[k] for k in ("energy_j", "avg_w", "j_per_sample", "samples_per_j")] == [None] * 4
     else:
         assert cpu["source"] == "rapl" and cpu["energy_j"] > 0 and cpu["samples_per_j"] > 0
-    assert t["enabled"] and t["hz"] == 50 and t["ticks_in_window"] >= 10
+    # process 1's sampler (its window is its share of the case's time): at least half its rate there
+    assert t["enabled"] and t["hz"] == 50 and t["ticks_in_window"] >= max(3, 0.5 * 50 * t["window_s"])
     assert t["summary"]["cpu.process_cpu_pct"]["mean"] > 0
     assert 0 < t["summary"]["cpu.system_cpu_pct"]["mean"] <= 100
     assert 0 < len(t["series"]["t_s"]) == len(t["series"]["cpu.process_cpu_pct"]) <= tm.MAX_POINTS

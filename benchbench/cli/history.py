@@ -12,7 +12,12 @@ from benchbench.cli.common import err as _err
 from benchbench.errors import EXIT_OK, UserError
 from benchbench.history import gate
 
-EXIT_REGRESSION = 1
+EXIT_REGRESSION = 1  # a regression, a broken case, or a run in which nothing was measured
+
+ALLOW_BROKEN_HELP = (
+    "a case that was ok and now failed, was skipped or is absent is still shown as broken, "
+    "but does not fail the command (for suites that expect churn); nothing measured at all still does"
+)
 
 
 def _threshold(text: str) -> float:
@@ -60,7 +65,11 @@ def add_parsers(sub) -> None:
     se.add_argument("--store", metavar="URL", help=STORE_HELP)
     se.add_argument("-o", "--out", metavar="FILE", help="output file (default: stdout; parquet needs -o)")
 
-    c = sub.add_parser("compare", help="verdicts per case and metric: CAND against BASE (exit 1 on a regression)")
+    c = sub.add_parser(
+        "compare",
+        help="verdicts per case and metric: CAND against BASE (exit 1 on a regression, a broken case, "
+        "or nothing measured in CAND)",
+    )
     c.add_argument(
         "base",
         metavar="BASE",
@@ -76,6 +85,7 @@ def add_parsers(sub) -> None:
         default=0.05,
         help="false discovery rate across cases × metrics (Benjamini–Hochberg; default 0.05)",
     )
+    c.add_argument("--allow-broken", action="store_true", help=ALLOW_BROKEN_HELP)
     fmt = c.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true", help="a Markdown table (for a PR comment)")
     fmt.add_argument("--json", action="store_true", help="the comparison as JSON")
@@ -104,7 +114,11 @@ def add_parsers(sub) -> None:
     )
     h.add_argument("--persist", default="2/3", metavar="K/M", help="the gate alerts' persistence (default 2/3)")
 
-    k = sub.add_parser("check", help="the nightly gate: the newest run against each series' robust baseline")
+    k = sub.add_parser(
+        "check",
+        help="the nightly gate: the newest run against each series' robust baseline "
+        "(exit 1 on a regression, a broken case, or nothing measured)",
+    )
     k.add_argument("--store", metavar="URL", help=STORE_HELP)
     k.add_argument("--latest", action="store_true", help="check the newest run (the default)")
     k.add_argument("--run", metavar="REF", help="check this run instead (latest~N, run id, git commit)")
@@ -118,6 +132,7 @@ def add_parsers(sub) -> None:
         "--fdr", type=_threshold, default=0.05, help="false discovery rate across cases × metrics (default 0.05)"
     )
     k.add_argument("--json", action="store_true")
+    k.add_argument("--allow-broken", action="store_true", help=ALLOW_BROKEN_HELP)
     k.add_argument(
         "--confirm",
         action="store_true",
@@ -141,7 +156,8 @@ def add_parsers(sub) -> None:
     ab = sub.add_parser(
         "ab",
         help="the confirm step: each case alternately under interpreters A and B, "
-        "paired rounds, a verdict (exit 1 on a regression)",
+        "paired rounds, a verdict (exit 1 on a regression, a case a side failed every round, "
+        "or nothing measured)",
     )
     ab.add_argument("suite", metavar="SUITE", help="suite YAML")
     ab.add_argument(
@@ -160,6 +176,11 @@ def add_parsers(sub) -> None:
     ab.add_argument("--alpha", type=_threshold, default=0.01, help="significance of the paired test (default 0.01)")
     ab.add_argument("--filter", action="append", default=[], metavar="EXPR", help="as in run; repeat for OR")
     ab.add_argument("--out", default="results", help="root for results/ab/<stamp>/ (records, logs, ab.json)")
+    ab.add_argument(
+        "--allow-broken",
+        action="store_true",
+        help="a case one side failed in every round is still shown as broken, but does not fail the command",
+    )
     afmt = ab.add_mutually_exclusive_group()
     afmt.add_argument("--markdown", action="store_true")
     afmt.add_argument("--json", action="store_true")
@@ -240,7 +261,8 @@ def cmd_compare(args) -> int:
             "warning: the runs' contexts differ, verdicts may reflect the machine, not the change: "
             + "; ".join(f"{k}: {a} → {b}" for k, (a, b) in cmp.context_diff.items())
         )
-    if not any(r.confirmed for r in cmp.rows if r.ratio is not None) and cmp.rows:
+    measured = [r for r in cmp.rows if r.ratio is not None]
+    if measured and not any(r.confirmed for r in measured):
         _err(
             "note: no history for these series and single-process records: verdicts use the within-run spread ×3 "
             "and are unconfirmed"
@@ -253,7 +275,25 @@ def cmd_compare(args) -> int:
         display.console(sys.stdout).print(compare.render_table(cmp))
         c = cmp.counts()
         print(", ".join(f"{n} {v}" for v, n in c.items() if n))
-    return EXIT_REGRESSION if cmp.regressed else EXIT_OK
+        for r in cmp.broken:
+            print(f"broken: {r.label}: {r.note}")
+    return _gate_exit(
+        cmp.regressed, len(cmp.broken), cmp.nothing_measured_line() if cmp.nothing_measured else None, args
+    )
+
+
+def _gate_exit(regressed: bool, broken: int, nothing_measured: str | None, args) -> int:
+    """The exit code of a gating command: 1 on a regression, on nothing measured (said on
+    stderr, always), and on a broken case unless --allow-broken (said on stderr either way)."""
+    if nothing_measured:
+        _err(nothing_measured)
+    if broken:
+        if args.allow_broken:
+            _err(f"{broken} broken case(s) allowed by --allow-broken")
+        else:
+            _err(f"{broken} broken case(s): ok before, not measured now (--allow-broken to accept)")
+    failing = regressed or nothing_measured is not None or (broken and not args.allow_broken)
+    return EXIT_REGRESSION if failing else EXIT_OK
 
 
 def _case_matches(label: str, case_id: str, pattern: str | None) -> bool:
@@ -380,7 +420,7 @@ def cmd_check(args) -> int:
     s = _open(args.store, "check")
     try:
         run_id = s.resolve(args.run or "latest", args.suite)
-        rows = gate.check_latest(
+        check = gate.check_run(
             s,
             run_id,
             threshold=args.threshold,
@@ -390,20 +430,37 @@ def cmd_check(args) -> int:
             fdr=args.fdr,
             confirm=args.confirm,
         )
+        rows = check.rows
         if args.confirm:
             confirm_flagged(s, run_id, rows, args)
     finally:
         s.close()
-    regressed = [r for r in rows if r.verdict == "regressed"]
+    regressed = check.regressed
     if args.json:
         from dataclasses import asdict
 
-        print(json.dumps({"run_id": run_id, "regressed": bool(regressed), "rows": [asdict(r) for r in rows]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "run_id": run_id,
+                    "regressed": bool(regressed),
+                    "broken": bool(check.broken),
+                    "nothing_measured": check.nothing_measured is not None,
+                    "rows": [asdict(r) for r in rows],
+                },
+                indent=2,
+            )
+        )
     else:
         counts: dict = {}
         for r in rows:
             counts[r.verdict] = counts.get(r.verdict, 0) + 1
-        print(f"check {run_id}: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
+        order = sorted(counts, key=lambda v: (v != "broken", v))
+        print(f"check {run_id}: " + (", ".join(f"{counts[v]} {v}" for v in order) or "no verdicts"))
+        if check.broken:
+            print("broken (ok before, not measured in this run):")
+            for r in check.broken:
+                print(f"  {r.label}: {r.note}")
         by_commit: dict = {}
         for r in regressed:
             by_commit.setdefault(r.commit or "unknown commit", []).append(r)
@@ -421,7 +478,7 @@ def cmd_check(args) -> int:
         for r in rows:
             if r.verdict == "too noisy":
                 print(f"  too noisy to gate: {r.label} {r.metric} (detectable change {r.mdc:.1%})")
-    return EXIT_REGRESSION if regressed else EXIT_OK
+    return _gate_exit(bool(regressed), len(check.broken), check.nothing_measured, args)
 
 
 def _ab_progress(case, i, side) -> None:
@@ -473,7 +530,7 @@ def _print_ab(res, args) -> int:
             print(f"skipped {label}: {reason}")
         print(", ".join(f"{n} {v}" for v, n in res.counts().items()) or "no case ran")
     _err(f"ab records and logs: {res.out_dir}")
-    return EXIT_REGRESSION if res.regressed else EXIT_OK
+    return _gate_exit(res.regressed, len(res.broken), res.nothing_measured, args)
 
 
 def confirm_flagged(store, run_id: str, rows, args) -> None:
@@ -526,7 +583,7 @@ def confirm_flagged(store, run_id: str, rows, args) -> None:
         verdicts = {(r.case_id, r.metric): r for r in res.rows}
         for row in group:
             got = verdicts.get((row.case_id, row.metric)) or verdicts.get((row.case_id, "*"))
-            if got is None or got.verdict == "failed":
+            if got is None or got.verdict in ("failed", "broken"):
                 row.confirm = "confirm could not measure: " + (got.note if got else "case skipped")
                 continue  # cannot re-measure: the screen's verdict stands
             row.confirm = (

@@ -17,8 +17,11 @@ latency, peak RSS, energy per sample), and over the rounds
 
 Verdict per case and metric: *regressed* when p < alpha (0.01) and the effect is at least
 half the threshold; *improved* likewise the other way; *unchanged* when the 95% interval
-of the effect lies within ± the threshold; *inconclusive* otherwise. *failed* when a round
-of either side produced no record.
+of the effect lies within ± the threshold; *inconclusive* otherwise. *broken* when a side
+failed (or was skipped) in every round, so no pair exists: the job fails on it, as
+``compare`` does on a case the candidate lost. *failed* when some rounds of a side produced
+no result but each side has at least one. A job in which no case gave paired figures (all
+broken, failed or skipped) measured nothing (:attr:`ABResult.nothing_measured`).
 
 A side is an interpreter command with optional environment: ``--a /old/venv/bin/python``,
 ``--b "BB_FLAG=1 /new/venv/bin/python"`` (leading ``K=V`` words are environment), or
@@ -48,7 +51,7 @@ from benchbench.results import Record, append_record, write_json
 
 DEFAULT_ROUNDS = 5
 DEFAULT_ALPHA = 0.01
-AB_VERDICTS = ("regressed", "improved", "unchanged", "inconclusive", "failed")
+AB_VERDICTS = ("broken", "regressed", "improved", "unchanged", "inconclusive", "failed")
 
 
 # --- the two sides ------------------------------------------------------------------------
@@ -230,6 +233,17 @@ def judge_case(
     label = label or case_label((a_recs or b_recs)[0].case)
     if bad:
         side, r = bad[0]
+        lost = [(s, rs) for s, rs in (("A", a_recs), ("B", b_recs)) if rs and all(x.status != "ok" for x in rs)]
+        if lost:  # a side without a single result: no pair at all
+            first = {s: next(x for x in rs if x.status != "ok") for s, rs in lost}
+            who = "both sides" if len(lost) == 2 else f"side {lost[0][0]}"
+            why = "; ".join(f"{s} {x.status}: {x.reason or 'no reason given'}" for s, x in first.items())
+            return [
+                ABRow(
+                    case_id, label, "*", [], [], None, None, None, None, None, None,
+                    "broken", f"{who} failed every round ({why})",
+                )
+            ]  # fmt: skip
         return [
             ABRow(
                 case_id,
@@ -311,6 +325,22 @@ class ABResult:
     def regressed(self) -> bool:
         return any(r.verdict == "regressed" for r in self.rows)
 
+    @property
+    def broken(self) -> list[ABRow]:
+        return [r for r in self.rows if r.verdict == "broken"]
+
+    @property
+    def nothing_measured(self) -> str | None:
+        """The line saying so when no case gave paired figures (every case broken, failed
+        or skipped); None when something was measured."""
+        if any(r.verdict not in ("broken", "failed") for r in self.rows):
+            return None
+        c = {v: sum(r.verdict == v for r in self.rows) for v in ("broken", "failed")}
+        what = ", ".join(
+            [f"{n} {v}" for v, n in c.items() if n] + ([f"{len(self.skipped)} skipped"] if self.skipped else [])
+        )
+        return f"nothing was measured by ab: no case gave paired figures ({what or 'no cases'})"
+
     def counts(self) -> dict:
         out = {v: 0 for v in AB_VERDICTS}
         for r in self.rows:
@@ -327,6 +357,8 @@ class ABResult:
             "out_dir": self.out_dir,
             "counts": self.counts(),
             "regressed": self.regressed,
+            "broken": bool(self.broken),
+            "nothing_measured": self.nothing_measured is not None,
             "skipped": [{"label": lb, "reason": r} for lb, r in self.skipped],
             "rows": [asdict(r) for r in self.rows],
         }
@@ -374,6 +406,7 @@ def run_ab(
             append_record(out_dir / f"{s.lower()}.jsonl", rec)
             got[s].append(rec)
         result.rows += judge_case(case.case_id, case.label, got["A"], got["B"], threshold, alpha)
+    result.rows.sort(key=lambda r: r.verdict != "broken")  # broken first, otherwise in case order
     write_json(out_dir / "ab.json", result.to_dict())
     return result
 
@@ -418,7 +451,13 @@ def render_table(res: ABResult):
     )
     for h in HEADERS:
         t.add_column(h)
-    style = {"regressed": "bold red", "improved": "green", "inconclusive": "yellow", "failed": "red"}
+    style = {
+        "broken": "bold red reverse",
+        "regressed": "bold red",
+        "improved": "green",
+        "inconclusive": "yellow",
+        "failed": "red",
+    }
     for r, cells in zip(res.rows, table_rows(res)):
         t.add_row(*cells, style=style.get(r.verdict))
     return t
@@ -436,10 +475,12 @@ def render_markdown(res: ABResult) -> str:
         "| " + " | ".join(HEADERS) + " |",
         "|" + "---|" * len(HEADERS),
     ]
-    icons = {"regressed": "🔴 ", "improved": "🟢 ", "inconclusive": "❔ ", "failed": "⚠️ "}
+    icons = {"broken": "💥 ", "regressed": "🔴 ", "improved": "🟢 ", "inconclusive": "❔ ", "failed": "⚠️ "}
     for r, cells in zip(res.rows, table_rows(res)):
         cells[-1] = icons.get(r.verdict, "") + cells[-1]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     for label, reason in res.skipped:
         lines.append(f"\nskipped {label}: {reason}")
+    if res.nothing_measured:
+        lines.append(f"\n**Nothing measured:** {res.nothing_measured}")
     return "\n".join(lines) + "\n"

@@ -26,6 +26,12 @@ The rules (what keeps the gate from crying wolf):
   regressed / improved row stands only when it also passes Benjamini–Hochberg at
   ``fdr`` (5%) across all the comparison's rows; one that does not becomes
   *inconclusive*, with a note saying so.
+* **Broken is a verdict.** A case ok in the base and failed, skipped or absent in the
+  candidate is *broken*, with the candidate's reason: the gate fails on it (``compare``
+  exit 1 unless ``--allow-broken``), and broken rows come first. A case measured in
+  neither run is *failed* when either run failed it (shown, not gated: there is no
+  measurement it lost), and gives no row when both skipped it. A candidate with no ok
+  record at all measured nothing: ``nothing_measured``, which ``compare`` always fails.
 """
 
 from __future__ import annotations
@@ -47,7 +53,8 @@ MEMORY_WITHIN_RUN_REL = 0.01  # one reading per run: assume ±1% when no history
 # metric name → (how to read it from a record, True when higher is better)
 METRICS = ("throughput", "latency_p99", "memory", "energy_per_sample")
 HIGHER_IS_BETTER = {"throughput": True, "latency_p99": False, "memory": False, "energy_per_sample": False}
-VERDICTS = ("regressed", "improved", "unchanged", "inconclusive", "new", "missing")
+VERDICTS = ("broken", "regressed", "improved", "unchanged", "inconclusive", "new", "failed")
+STAR_VERDICTS = ("broken", "new", "failed")  # whole-case rows (metric "*"), no figures
 
 
 def metric_value(record: Record, metric: str) -> float | None:
@@ -175,10 +182,14 @@ def compare_runs(
             if c is not None and c.status == "ok":
                 note = "" if b is None else f"base {b.status}: {b.reason or ''}".strip()
                 rows.append(Row(cid, label, "*", None, None, None, None, None, None, "new", False, "", note))
-            continue
+            elif "failed" in (getattr(b, "status", None), getattr(c, "status", None)):
+                parts = [f"{w} {r.status}: {r.reason or ''}".strip() for w, r in (("base", b), ("candidate", c)) if r]
+                rows.append(
+                    Row(cid, label, "*", None, None, None, None, None, None, "failed", False, "", "; ".join(parts))
+                )
+            continue  # skipped in both (or skipped in one, absent from the other): nothing lost
         if c is None or c.status != "ok":
-            note = "not in candidate" if c is None else f"candidate {c.status}: {c.reason or ''}".strip()
-            rows.append(Row(cid, label, "*", None, None, None, None, None, None, "missing", False, "", note))
+            rows.append(Row(cid, label, "*", None, None, None, None, None, None, "broken", False, "", broken_note(c)))
             continue
         history = histories.get((cid, run_fingerprint(cand, c))) if store is not None else None
         for metric in metrics:
@@ -186,7 +197,16 @@ def compare_runs(
                 continue  # not measured here (e.g. energy without RAPL/NVML): no row
             rows.append(_compare_metric(cid, label, metric, b, c, history, threshold))
     control_fdr(rows, fdr)
+    rows.sort(key=lambda r: r.verdict != "broken")  # broken first, otherwise in case order (stable)
     return Comparison(base=base, cand=cand, rows=rows, threshold=threshold, context_diff=context_difference(base, cand))
+
+
+def broken_note(c: Record | None) -> str:
+    """Why a case that was measured before is not now: the candidate's status and the
+    worker's reason, or that the candidate has no record of it."""
+    if c is None:
+        return "not in candidate"
+    return f"candidate {c.status}: {c.reason or 'no reason given'}"
 
 
 def _compare_metric(cid, label, metric, b: Record, c: Record, history, threshold) -> Row:
@@ -284,6 +304,19 @@ class Comparison:
     def regressed(self) -> bool:
         return any(r.verdict == "regressed" for r in self.rows)
 
+    @property
+    def broken(self) -> list[Row]:
+        """Cases ok in the base that the candidate lost (failed, skipped or absent)."""
+        return [r for r in self.rows if r.verdict == "broken"]
+
+    @property
+    def nothing_measured(self) -> bool:
+        """The candidate has no ok record at all: nothing was measured, whatever the rows say."""
+        return not any(r.status == "ok" for r in self.cand.records)
+
+    def nothing_measured_line(self) -> str:
+        return nothing_measured_line(self.cand.run_id, self.cand.records)
+
     def counts(self) -> dict:
         out = {v: 0 for v in VERDICTS}
         for r in self.rows:
@@ -298,8 +331,21 @@ class Comparison:
             "context_differs": {k: list(v) for k, v in self.context_diff.items()},
             "counts": self.counts(),
             "regressed": self.regressed,
+            "broken": bool(self.broken),
+            "nothing_measured": self.nothing_measured,
             "rows": [asdict(r) for r in self.rows],
         }
+
+
+def nothing_measured_line(run_id: str, records: list[Record]) -> str:
+    """One line: a run in which no case was measured, and what its records were instead."""
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    what = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no records"
+    first = next((r for r in records if r.reason), None)
+    why = f"; first reason: {first.reason}" if first else ""
+    return f"nothing was measured in {run_id}: no case has an ok record ({what}{why})"
 
 
 # --- rendering ---------------------------------------------------------------------------
@@ -320,7 +366,7 @@ def fmt_value(metric: str, v: float | None) -> str:
 
 
 def _verdict_text(r: Row) -> str:
-    if r.verdict in ("new", "missing"):
+    if r.verdict in STAR_VERDICTS:
         return r.verdict
     return r.verdict + ("" if r.confirmed else " (unconfirmed)")
 
@@ -359,9 +405,11 @@ def render_markdown(cmp: Comparison) -> str:
     counts = cmp.counts()
     lines.append(", ".join(f"{n} {v}" for v, n in counts.items() if n) + f" (threshold {cmp.threshold:.0%})")
     lines.append("")
+    if cmp.nothing_measured:
+        lines += [f"> **Nothing measured:** {cmp.nothing_measured_line()}", ""]
     lines.append("| " + " | ".join(HEADERS) + " |")
     lines.append("|" + "---|" * len(HEADERS))
-    icons = {"regressed": "🔴 ", "improved": "🟢 ", "inconclusive": "❔ "}
+    icons = {"broken": "💥 ", "regressed": "🔴 ", "improved": "🟢 ", "inconclusive": "❔ ", "failed": "⚠️ "}
     for r, cells in zip(cmp.rows, table_rows(cmp)):
         cells = list(cells)
         cells[6] = icons.get(r.verdict, "") + cells[6]
@@ -375,7 +423,13 @@ def render_table(cmp: Comparison, title: str | None = None):
     t = Table(title=title or f"{cmp.cand.run_id} vs {cmp.base.run_id} (threshold {cmp.threshold:.0%})")
     for h in HEADERS:
         t.add_column(h, justify="right" if h in ("base", "candidate", "ratio") else "left")
-    style = {"regressed": "bold red", "improved": "green", "inconclusive": "yellow"}
+    style = {
+        "broken": "bold red reverse",
+        "regressed": "bold red",
+        "improved": "green",
+        "inconclusive": "yellow",
+        "failed": "red",
+    }
     for r, cells in zip(cmp.rows, table_rows(cmp)):
         t.add_row(*cells, style=style.get(r.verdict))
     return t

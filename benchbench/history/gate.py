@@ -2,6 +2,12 @@
 (``benchbench check``): a new run screened against the baseline of earlier runs of the same
 case on the same context, persistence over the latest runs, false-discovery control, and
 the cases handed to ``ab`` to confirm.
+
+Broken is a verdict here too (as in ``compare``): a case of the checked run that failed or
+was skipped, and that was ok in one of the ``window`` earlier runs of the suite on the
+same host, is *broken* (a row per case, metric ``*``, the worker's reason in ``note``),
+and so is a case ok in the previous such run that the checked run lacks. A run with no ok
+record at all measured nothing (:attr:`Check.nothing_measured`).
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from benchbench.history.compare import (
     HISTORY_WINDOW,
     METRICS,
     MIN_HISTORY,
+    broken_note,
     history_value,
     metric_value,
+    nothing_measured_line,
 )
 from benchbench.history.robust import (
     MAD_EFFICIENCY,
@@ -28,7 +36,8 @@ from benchbench.history.robust import (
     robust_cv,
     t_as_z,
 )
-from benchbench.history.store import run_fingerprint
+from benchbench.history.store import Run, run_fingerprint
+from benchbench.results import Record
 
 # --- history -----------------------------------------------------------------------------
 
@@ -133,17 +142,35 @@ class CheckRow:
     case_id: str
     context: str
     label: str
-    metric: str
-    value: float
+    metric: str  # "*" for a broken case
+    value: float | None  # None for a broken case
     baseline: float | None
     change: float | None  # + = worse
     p: float | None
     persistent: int  # how many of the last m runs were beyond the threshold, worse
-    verdict: str  # regressed | improved | unchanged | too noisy | insufficient history
+    verdict: str  # broken | regressed | improved | unchanged | too noisy | insufficient history
     commit: str | None
     mdc: float | None = None
     baseline_commit: str | None = None  # the newest baseline run's: what ``check --confirm`` compares against
     confirm: str | None = None  # what the ab confirm step found (check --confirm)
+    note: str = ""  # broken: the worker's reason and the last run that measured the case
+
+
+@dataclass
+class Check:
+    """One ``check``: its rows (broken ones first) and whether anything was measured."""
+
+    run_id: str
+    rows: list[CheckRow]
+    nothing_measured: str | None = None  # the line saying so, when the run has no ok record
+
+    @property
+    def broken(self) -> list[CheckRow]:
+        return [r for r in self.rows if r.verdict == "broken"]
+
+    @property
+    def regressed(self) -> list[CheckRow]:
+        return [r for r in self.rows if r.verdict == "regressed"]
 
 
 def check_latest(
@@ -158,6 +185,32 @@ def check_latest(
     metrics: tuple[str, ...] = METRICS,
     confirm: bool = False,
 ) -> list[CheckRow]:
+    """The rows of :func:`check_run` (broken cases first, then the screened series)."""
+    return check_run(
+        store,
+        run_id,
+        threshold=threshold,
+        window=window,
+        persist_k=persist_k,
+        persist_m=persist_m,
+        fdr=fdr,
+        metrics=metrics,
+        confirm=confirm,
+    ).rows
+
+
+def check_run(
+    store,
+    run_id: str,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    window: int = HISTORY_WINDOW,
+    persist_k: int = 2,
+    persist_m: int = 3,
+    fdr: float = 0.05,
+    metrics: tuple[str, ...] = METRICS,
+    confirm: bool = False,
+) -> Check:
     """Screen run ``run_id`` against each series' robust baseline: the median and MAD of
     up to ``window`` runs before the last ``persist_m`` on the same context. A series is
     flagged only when (1) the newest change passes Benjamini–Hochberg at ``fdr`` across
@@ -215,7 +268,62 @@ def check_latest(
             rows.append(row)
     for (row, _), verdict in zip(pending, decide([sc for _, sc in pending], threshold, persist_k, fdr, confirm)):
         row.verdict = verdict
-    return rows
+    measured = any(rec.status == "ok" for rec in run.records)
+    return Check(
+        run_id,
+        broken_rows(store, run, window) + rows,
+        None if measured else nothing_measured_line(run_id, run.records),
+    )
+
+
+def broken_rows(store, run: Run, window: int = HISTORY_WINDOW) -> list[CheckRow]:
+    """The cases ``run`` lost: not ok in it (failed, skipped) but ok in one of the
+    ``window`` earlier runs of its suite on the same host, or ok in the newest of those
+    and absent from ``run``. Earlier runs are read newest first, only as far as needed."""
+    earlier_ids = [r["run_id"] for r in store.runs(run.suite)]
+    earlier_ids = earlier_ids[: earlier_ids.index(run.run_id)] if run.run_id in earlier_ids else []
+    tonight = {rec.case_id: rec for rec in run.records}
+    open_ids = [cid for cid, rec in tonight.items() if rec.status != "ok"]  # lost, if ok before
+    found: dict[str, tuple[Run, Record]] = {}  # case_id → (the newest earlier run with it ok, its record)
+    absent: list[str] = []
+    previous_seen = False
+    for rid in reversed(earlier_ids[-window:]):
+        if previous_seen and not open_ids:
+            break
+        old = store.load_run(rid)
+        if run.host and old.host and old.host != run.host:
+            continue  # another machine's run of the suite: not what this one measured
+        ok = {rec.case_id: rec for rec in old.records if rec.status == "ok"}
+        if not previous_seen:  # the newest earlier run: its ok cases should all be here
+            previous_seen = True
+            absent = [cid for cid in ok if cid not in tonight]
+            found.update({cid: (old, ok[cid]) for cid in absent})
+        for cid in [c for c in open_ids if c in ok]:
+            found[cid] = (old, ok[cid])
+            open_ids.remove(cid)
+    out = []
+    for cid in [c for c in tonight if c in found] + absent:
+        old, old_rec = found[cid]
+        rec = tonight.get(cid)
+        note = broken_note(rec).replace("candidate", "this run", 1) + f" (ok in {old.run_id})"
+        out.append(
+            CheckRow(
+                cid,
+                run_fingerprint(old, old_rec),
+                case_label((rec or old_rec).case),
+                "*",
+                None,
+                None,
+                None,
+                None,
+                0,
+                "broken",
+                run.commit,
+                baseline_commit=old.commit,
+                note=note,
+            )
+        )
+    return out
 
 
 @dataclass

@@ -30,6 +30,7 @@ import math
 from typing import Any
 
 from benchbench.case import AUTO_MIN_PROCESSES, Case
+from benchbench.measure import bound
 from benchbench.measure import processes as proc_stats
 from benchbench.measure.stats import summarize
 from benchbench.results import Record
@@ -161,9 +162,13 @@ def combine_records(case: Case, done: list[Record], stopped_by: str) -> Record:
     if len(done) > 1:
         memory["processes_note"] = "the figures of the process with the largest peak host RSS"
     telemetry = dict(first.telemetry or {})
-    if telemetry and len(done) > 1:
+    if telemetry.get("enabled") and len(done) > 1:
         telemetry["window"] = f"process 1 of {len(done)}"
     energy = combine_energy([r.energy or {} for r in done])
+    pipeline = dict(first.pipeline or {})
+    if pipeline.get("loader_rate") is not None or pipeline.get("model_rate") is not None:
+        # loader-only and model-only rates are process 1's; end to end is the case's own figure
+        pipeline.update(bound.classify(pipeline.get("loader_rate"), pipeline.get("model_rate"), stats["throughput"]))
     return Record(
         case=case.to_dict(),
         status="ok",
@@ -176,7 +181,7 @@ def combine_records(case: Case, done: list[Record], stopped_by: str) -> Record:
         runtime=first.runtime,
         telemetry=telemetry,
         energy=energy,
-        pipeline=first.pipeline,
+        pipeline=pipeline,
         fidelity=first.fidelity,
         processes=info,
         started_at=first.started_at,

@@ -19,7 +19,8 @@ import os
 import time
 
 from benchbench.framework.base import Prepared, Skip
-from benchbench.pipelines import bound, generate
+from benchbench.measure import bound
+from benchbench.pipelines import generate
 
 
 class CpuMeter:

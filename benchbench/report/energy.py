@@ -13,9 +13,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from benchbench.report.colours import variant_colour
-from benchbench.report.figures import _order, _sig, base_layout, case_category, case_hover, esc, slug
-from benchbench.report.frame import _num
-from benchbench.report.page import Section, _table, _td
+from benchbench.report.figures import base_layout, case_category, case_hover, esc, order_rows, sig, slug
+from benchbench.report.frame import num
+from benchbench.report.page import Section, html_table, td
 
 MAX_SERIES_CASES = 12  # time series drawn for at most this many cases (all are in results.jsonl)
 DOMAIN_LABEL = {"gpu": "GPU (NVML)", "cpu": "CPU packages (RAPL)"}
@@ -56,7 +56,7 @@ def energy_rows(df: pd.DataFrame, recs: dict) -> list[tuple[object, str, dict]]:
     """(frame row, domain, the record's energy entry) for every ok case and domain it
     reports; ``recs``: :func:`_records_by_row`."""
     out = []
-    for r in _order(df[df["status"] == "ok"]).itertuples():
+    for r in order_rows(df[df["status"] == "ok"]).itertuples():
         rec = recs.get((r.run_dir, r.case_id))
         energy = getattr(rec, "energy", None) or {}
         primary = energy.get("primary")
@@ -68,15 +68,15 @@ def energy_rows(df: pd.DataFrame, recs: dict) -> list[tuple[object, str, dict]]:
 
 def _energy_hover(entry: dict, domain: str) -> str:
     lines = [
-        f"energy ({DOMAIN_LABEL.get(domain, esc(domain))}): {_sig(_num(entry.get('energy_j')), ' J')} over "
+        f"energy ({DOMAIN_LABEL.get(domain, esc(domain))}): {sig(num(entry.get('energy_j')), ' J')} over "
         f"the timed window · source {esc(entry.get('source'))}",
-        f"average {_sig(_num(entry.get('avg_w')), ' W')} · {_sig(_num(entry.get('j_per_sample')), ' J/sample')}"
-        f" · {_sig(_num(entry.get('samples_per_j')), ' samples/J')}",
+        f"average {sig(num(entry.get('avg_w')), ' W')} · {sig(num(entry.get('j_per_sample')), ' J/sample')}"
+        f" · {sig(num(entry.get('samples_per_j')), ' samples/J')}",
     ]
-    if _num(entry.get("above_idle_j_per_sample")) is not None:
+    if num(entry.get("above_idle_j_per_sample")) is not None:
         lines.append(
-            f"above idle ({_sig(_num(entry.get('idle_w')), ' W')} idle): "
-            f"{_sig(_num(entry['above_idle_j_per_sample']), ' J/sample')}"
+            f"above idle ({sig(num(entry.get('idle_w')), ' W')} idle): "
+            f"{sig(num(entry['above_idle_j_per_sample']), ' J/sample')}"
         )
     for w in entry.get("warnings") or []:
         lines.append("warning: " + esc(w))
@@ -86,7 +86,7 @@ def _energy_hover(entry: dict, domain: str) -> str:
 def per_sample_figure(rows: list[tuple[object, str, dict]]) -> list[tuple[str, go.Figure]]:
     """Bars of J per sample, one figure per energy domain measured (a GPU case's CPU
     packages too, where RAPL is readable), colour = variant."""
-    measured = [(r, d, e) for r, d, e in rows if _num(e.get("j_per_sample")) is not None]
+    measured = [(r, d, e) for r, d, e in rows if num(e.get("j_per_sample")) is not None]
     out = []
     for domain in ("gpu", "cpu"):
         part = [(r, e) for r, d, e in measured if d == domain]
@@ -109,7 +109,7 @@ def per_sample_figure(rows: list[tuple[object, str, dict]]) -> list[tuple[str, g
                 name=esc(name),
                 offsetgroup=esc(name),
                 x=[case_category(r) for r, _ in items],
-                y=[_num(e["j_per_sample"]) for _, e in items],
+                y=[num(e["j_per_sample"]) for _, e in items],
                 marker=dict(color=variant_colour(items[0][0].variant)),
                 hovertext=[case_hover(r) + "<br>" + _energy_hover(e, domain) for r, e in items],
                 hovertemplate="%{hovertext}<extra></extra>",
@@ -123,7 +123,7 @@ def series_figures(df: pd.DataFrame, recs: dict) -> tuple[list[tuple[str, go.Fig
     """Power and utilisation time series of the timed window for the first
     ``MAX_SERIES_CASES`` ok cases that have them; (figures, cases drawn, cases with series)."""
     with_series = []
-    for r in _order(df[df["status"] == "ok"]).itertuples():
+    for r in order_rows(df[df["status"] == "ok"]).itertuples():
         series = ((getattr(recs.get((r.run_dir, r.case_id)), "telemetry", None) or {}).get("series")) or {}
         if len(series.get("t_s") or []) > 1:
             with_series.append((r, series))
@@ -138,7 +138,7 @@ def series_figures(df: pd.DataFrame, recs: dict) -> tuple[list[tuple[str, go.Fig
             )
             for key in sorted(k for k in series if k != "t_s" and test(k)):
                 ys = series[key]
-                if not any(_num(v) is not None for v in ys):
+                if not any(num(v) is not None for v in ys):
                     continue
                 name = f"{label} — {esc(SERIES_NAMES.get(key, key))}"
                 fig.add_scatter(
@@ -157,10 +157,10 @@ def series_figures(df: pd.DataFrame, recs: dict) -> tuple[list[tuple[str, go.Fig
 
 
 def _table_html(rows: list[tuple[object, str, dict]]) -> str:
-    measured = [(r, d, e) for r, d, e in rows if _num(e.get("energy_j")) is not None]
+    measured = [(r, d, e) for r, d, e in rows if num(e.get("energy_j")) is not None]
     parts = []
     if measured:
-        idle = any(_num(e.get("above_idle_j_per_sample")) is not None for _, _, e in measured)
+        idle = any(num(e.get("above_idle_j_per_sample")) is not None for _, _, e in measured)
         heads = [
             ("model", False),
             ("variant", False),
@@ -177,33 +177,33 @@ def _table_html(rows: list[tuple[object, str, dict]]) -> str:
         heads.append(("note", False))
         body = []
         for r, d, e in measured:
-            jps, spj, w = _num(e.get("j_per_sample")), _num(e.get("samples_per_j")), _num(e.get("avg_w"))
-            above, idle_w = _num(e.get("above_idle_j_per_sample")), _num(e.get("idle_w"))
+            jps, spj, w = num(e.get("j_per_sample")), num(e.get("samples_per_j")), num(e.get("avg_w"))
+            above, idle_w = num(e.get("above_idle_j_per_sample")), num(e.get("idle_w"))
             note = "; ".join(esc(x) for x in (e.get("warnings") or []))
             if idle and above is None:
                 note = "; ".join(x for x in (note, "above idle: " + esc(e.get("idle_reason") or "unavailable")) if x)
             idle_cells = (
                 [
-                    _td(_sig(idle_w) if idle_w is not None else "", idle_w, "num"),
-                    _td(f"{above:.4g}" if above is not None else "", above, "num"),
+                    td(sig(idle_w) if idle_w is not None else "", idle_w, "num"),
+                    td(f"{above:.4g}" if above is not None else "", above, "num"),
                 ]
                 if idle
                 else []
             )
             body.append("<tr>" + "".join([
-                _td(esc(r.model)), _td(esc(r.variant)), _td(esc(r.mode)), _td(str(r.batch_size), r.batch_size, "num"),
-                _td(esc(r.device) + (f" @ {esc(r.origin)}" if r.origin else "")), _td(esc(DOMAIN_LABEL.get(d, d))),
+                td(esc(r.model)), td(esc(r.variant)), td(esc(r.mode)), td(str(r.batch_size), r.batch_size, "num"),
+                td(esc(r.device) + (f" @ {esc(r.origin)}" if r.origin else "")), td(esc(DOMAIN_LABEL.get(d, d))),
                 f'<td title="{esc(SOURCE_NOTE.get(e.get("source"), ""))}">{esc(e.get("source"))}</td>',
-                _td(_sig(w) if w is not None else "", w, "num"),
-                _td(f"{jps:.4g}" if jps is not None else "", jps, "num"),
-                _td(f"{spj:,.4g}" if spj is not None else "", spj, "num"),
+                td(sig(w) if w is not None else "", w, "num"),
+                td(f"{jps:.4g}" if jps is not None else "", jps, "num"),
+                td(f"{spj:,.4g}" if spj is not None else "", spj, "num"),
                 *idle_cells,
-                _td(note, cls="wrap"),
+                td(note, cls="wrap"),
             ]) + "</tr>")  # fmt: skip
-        parts.append(_table("bb-energy", heads, body))
+        parts.append(html_table("bb-energy", heads, body))
     missing: dict[tuple[str, str], int] = {}
     for _, d, e in rows:
-        if _num(e.get("energy_j")) is None:
+        if num(e.get("energy_j")) is None:
             key = (d, str(e.get("reason") or "no reason recorded"))
             missing[key] = missing.get(key, 0) + 1
     if missing:

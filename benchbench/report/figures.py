@@ -56,7 +56,7 @@ def case_category(r, *, model=True, mode=True, variant=False) -> str:
     return (f"{esc(r.model)}<br>" if model else "") + " · ".join(parts)
 
 
-def _sig(x: float | None, unit: str = "") -> str:
+def sig(x: float | None, unit: str = "") -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
     return f"{x:,.4g}{unit}" if abs(x) < 1e4 else f"{x:,.0f}{unit}"
@@ -92,9 +92,9 @@ def case_hover(r) -> str:
         )
         lines += [
             f"latency p50 {fmt_ms(r.median_s)} ms/batch{ci} · p99 {fmt_ms(r.p99_s)} ms",
-            f"throughput at median {_sig(r.thr_median)} samples/s"
-            + (f" (CI {_sig(r.thr_low)}–{_sig(r.thr_high)})" if _isnum(r.thr_low) else ""),
-            f"throughput over the timed window {_sig(r.throughput)} samples/s · n={_count(r.n)}",
+            f"throughput at median {sig(r.thr_median)} samples/s"
+            + (f" (CI {sig(r.thr_low)}–{sig(r.thr_high)})" if _isnum(r.thr_low) else ""),
+            f"throughput over the timed window {sig(r.throughput)} samples/s · n={_count(r.n)}",
         ]
         if r.noisy:
             lines.append("noisy: IQR > 10% of the median")
@@ -144,7 +144,7 @@ def _wide(values) -> bool:
     return bool(vals) and max(vals) / min(vals) > 30
 
 
-def _order(df: pd.DataFrame) -> pd.DataFrame:
+def order_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(["model", "mode", "device", "origin", "batch_size", "framework", "variant"], kind="stable")
 
 
@@ -175,7 +175,7 @@ def throughput(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
     if ok.empty:
         return out
     fw_patterns = _several(ok, "framework")
-    for mode, part in _order(ok).groupby("mode", sort=False):
+    for mode, part in order_rows(ok).groupby("mode", sort=False):
         cats = list(dict.fromkeys(case_category(r, mode=False) for r in part.itertuples()))
         fig = go.Figure(
             layout=base_layout(
@@ -231,7 +231,7 @@ def latency(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
     each of the case's worker processes, so a reader sees when processes disagree."""
     out = []
     rows = ok[ok["samples"].map(len) > 0] if not ok.empty else ok
-    for model, part in _order(rows).groupby("model", sort=False):
+    for model, part in order_rows(rows).groupby("model", sort=False):
         cats = list(dict.fromkeys(case_category(r, model=False) for r in part.itertuples()))
         fig = go.Figure(
             layout=base_layout(
@@ -314,7 +314,7 @@ def scaling(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
     line_key = ["model", "device", "origin", "mode", "framework", "variant"]
     sizes = ok.groupby(line_key)["batch_size"].transform("nunique")
     rows = ok[sizes > 1]
-    for model, part in _order(rows).groupby("model", sort=False):
+    for model, part in order_rows(rows).groupby("model", sort=False):
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
         layout = base_layout(f"Batch-size scaling, {esc(model)}", "", "", height=HEIGHT + 180)
         layout.pop("xaxis"), layout.pop("yaxis")
@@ -378,7 +378,7 @@ def frameworks(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
         return []
     key = ["model", "batch_size", "device", "origin", "mode", "variant", "input_shape"]
     n_fw = ok.groupby(key)["framework"].transform("nunique")
-    rows = _order(ok[n_fw > 1])
+    rows = order_rows(ok[n_fw > 1])
     if rows.empty:
         return []
     cats = list(dict.fromkeys(case_category(r, variant=True) for r in rows.itertuples()))
@@ -414,7 +414,7 @@ def memory(df: pd.DataFrame) -> list[tuple[str, go.Figure]]:
         ("host_peak_rss_bytes", "Host memory: peak RSS of the worker", "peak host RSS (MiB)"),
         ("device_peak_bytes", "Device memory: peak allocated", "peak device memory allocated (MiB)"),
     ):
-        rows = _order(df[df[column].notna()]) if not df.empty else df
+        rows = order_rows(df[df[column].notna()]) if not df.empty else df
         if rows.empty:
             continue
         cats = list(dict.fromkeys(case_category(r) for r in rows.itertuples()))

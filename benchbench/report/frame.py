@@ -45,7 +45,7 @@ def load_runs(paths) -> list[Run]:
     return runs
 
 
-def _num(value) -> float | None:
+def num(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
@@ -58,8 +58,8 @@ def _row(run: Run, rec: Record) -> dict:
     timing = rec.timing or {}
     runtime = rec.runtime or {}
     batch = int(case.get("batch_size") or 0)
-    median = _num(stats.get("median"))
-    ci_low, ci_high = _num(stats.get("ci95_low")), _num(stats.get("ci95_high"))
+    median = num(stats.get("median"))
+    ci_low, ci_high = num(stats.get("ci95_low")), num(stats.get("ci95_high"))
     thr_median = batch / median if median is not None and median > 0 and batch > 0 else None
     ok_median = thr_median is not None
     shape = case.get("input_shape")
@@ -86,42 +86,42 @@ def _row(run: Run, rec: Record) -> dict:
         "reason": rec.reason,
         "n": stats.get("n"),
         "median_s": median,
-        "p50_s": _num(stats.get("p50")) if _num(stats.get("p50")) is not None else median,
-        "p99_s": _num(stats.get("p99")),
+        "p50_s": num(stats.get("p50")) if num(stats.get("p50")) is not None else median,
+        "p99_s": num(stats.get("p99")),
         "ci_low_s": ci_low,
         "ci_high_s": ci_high,
-        "rel_ci": _num(stats.get("rel_ci")),
+        "rel_ci": num(stats.get("rel_ci")),
         "noisy": bool(stats.get("noisy")),
         "target_met": timing.get("target_met"),
         "stop_reason": timing.get("stop_reason"),
         "block_size": timing.get("block_size") or 1,
-        "throughput": _num(stats.get("throughput")),
+        "throughput": num(stats.get("throughput")),
         "thr_median": thr_median,
         "thr_low": batch / ci_high if ok_median and ci_high else None,
         "thr_high": batch / ci_low if ok_median and ci_low else None,
-        "host_peak_rss_bytes": _num(memory.get("host_peak_rss_bytes")),
-        "device_peak_bytes": _num(memory.get("device_peak_allocated_bytes")),
-        "device_reserved_bytes": _num(memory.get("device_peak_reserved_bytes")),
+        "host_peak_rss_bytes": num(memory.get("host_peak_rss_bytes")),
+        "device_peak_bytes": num(memory.get("device_peak_allocated_bytes")),
+        "device_reserved_bytes": num(memory.get("device_peak_reserved_bytes")),
         "device_memory_note": memory.get("device_memory_reason"),
         "params": (rec.model or {}).get("params"),
-        "nonzero_params": _num((rec.model or {}).get("nonzero_params")),
-        "serialized_bytes": _num((rec.model or {}).get("serialized_bytes")),
-        "top1_agreement": _num((getattr(rec, "fidelity", None) or {}).get("top1_agreement")),
-        "max_abs_diff": _num((getattr(rec, "fidelity", None) or {}).get("max_abs_diff")),
+        "nonzero_params": num((rec.model or {}).get("nonzero_params")),
+        "serialized_bytes": num((rec.model or {}).get("serialized_bytes")),
+        "top1_agreement": num((getattr(rec, "fidelity", None) or {}).get("top1_agreement")),
+        "max_abs_diff": num((getattr(rec, "fidelity", None) or {}).get("max_abs_diff")),
         # energy of the case's primary domain (gpu for CUDA cases, else cpu), with its source
         "energy_source": primary.get("source"),
         "energy_reason": primary.get("reason"),
-        "j_per_sample": _num(primary.get("j_per_sample")),
+        "j_per_sample": num(primary.get("j_per_sample")),
         "started_at": rec.started_at,
         "ended_at": rec.ended_at,
         "log": runtime.get("log"),
-        "samples": [s for s in (rec.samples or []) if _num(s) is not None],
+        "samples": [s for s in (rec.samples or []) if num(s) is not None],
         # the case's worker processes: their medians (each process's own), and whether the
         # interval above spans them ("between-process") or one process only
         "processes": int((rec.processes or {}).get("processes") or 1),
         "interval_scope": (rec.processes or {}).get("interval_scope") or "within-process",
         "process_medians_s": [
-            m for m in (_num(p.get("median")) for p in (rec.processes or {}).get("per_process") or []) if m is not None
+            m for m in (num(p.get("median")) for p in (rec.processes or {}).get("per_process") or []) if m is not None
         ],
     }
 

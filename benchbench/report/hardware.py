@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from benchbench.errors import UserError
 from benchbench.hardware import catalogue as hw
 from benchbench.report.figures import base_layout, esc, slug
-from benchbench.report.page import Section, _table, _td
+from benchbench.report.page import Section, html_table, td
 
 METRICS = (("throughput", "samples/s"), ("samples_per_j", "samples/J"),
            ("samples_per_usd", "samples/$"), ("mfu", "MFU"))  # fmt: skip
@@ -85,15 +85,15 @@ def table(data: list[dict]) -> str:
             why += f"; samples/J: {r['samples_per_j_reason']}"
         if r.get("samples_per_usd") is None and r.get("samples_per_usd_reason"):
             why += f"; samples/$: {r['samples_per_usd_reason']}"
-        cells = [_td(esc(machine(r))), _td(esc(r.get("model"))), _td(esc(r.get("mode"))), _td(esc(r.get("variant"))),
-                 _td(esc(r.get("batch_size")), r.get("batch_size"), "num")]  # fmt: skip
+        cells = [td(esc(machine(r))), td(esc(r.get("model"))), td(esc(r.get("mode"))), td(esc(r.get("variant"))),
+                 td(esc(r.get("batch_size")), r.get("batch_size"), "num")]  # fmt: skip
         for m in ("throughput", "samples_per_j", "samples_per_usd"):
-            cells.append(_td(_fmt(r.get(m), r.get(f"{m}_rel")), r.get(m), "num"))
-        cells.append(_td(_fmt(r.get("achieved_flops")), r.get("achieved_flops"), "num"))
-        cells.append(_td(_fmt(r.get("mfu"), r.get("mfu_rel"), pct=True), r.get("mfu"), "num"))
-        cells.append(_td(esc(why.lstrip("; ")), cls="wrap"))
+            cells.append(td(_fmt(r.get(m), r.get(f"{m}_rel")), r.get(m), "num"))
+        cells.append(td(_fmt(r.get("achieved_flops")), r.get("achieved_flops"), "num"))
+        cells.append(td(_fmt(r.get("mfu"), r.get("mfu_rel"), pct=True), r.get("mfu"), "num"))
+        cells.append(td(esc(why.lstrip("; ")), cls="wrap"))
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return _table("hardware-table", heads, body)
+    return html_table("hardware-table", heads, body)
 
 
 def bars(data: list[dict], metric: str, label: str) -> go.Figure | None:

@@ -36,7 +36,7 @@ def _isnum(x) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 
-def _td(text: str, value=None, cls: str = "") -> str:
+def td(text: str, value=None, cls: str = "") -> str:
     attrs = f' class="{cls}"' if cls else ""
     if value is not None and _isnum(value):
         attrs += f' data-v="{value!r}"' if isinstance(value, float) else f' data-v="{value}"'
@@ -60,7 +60,7 @@ def _note(r) -> str:
     return "; ".join(notes)
 
 
-def _table(table_id: str, heads: list[tuple[str, bool]], rows: list[str], sortable: bool = True) -> str:
+def html_table(table_id: str, heads: list[tuple[str, bool]], rows: list[str], sortable: bool = True) -> str:
     th = "".join(f'<th scope="col"{" class=num" if num else ""}>{label}</th>' for label, num in heads)
     cls = ' class="sortable"' if sortable else ""
     return (
@@ -80,19 +80,19 @@ def variant_columns(df: pd.DataFrame) -> list[tuple[str, object]]:
         return col in df and bool(df[col].notna().any())
 
     if has("serialized_bytes"):
-        cols.append(("size MiB", lambda r: _td(*_mib2(r.serialized_bytes), "num")))
+        cols.append(("size MiB", lambda r: td(*_mib2(r.serialized_bytes), "num")))
     if has("nonzero_params"):
 
         def nz(r):
             share = r.nonzero_params / r.params if _isnum(r.nonzero_params) and _isnum(r.params) and r.params else None
-            return _td(f"{share * 100:.1f}" if share is not None else "", share, "num")
+            return td(f"{share * 100:.1f}" if share is not None else "", share, "num")
 
         cols.append(("non-zero %", nz))
     if has("top1_agreement"):
         cols.append(
             (
                 "top-1 agree % vs fp32",
-                lambda r: _td(
+                lambda r: td(
                     f"{r.top1_agreement * 100:.1f}" if _isnum(r.top1_agreement) else "", r.top1_agreement, "num"
                 ),
             )
@@ -100,7 +100,7 @@ def variant_columns(df: pd.DataFrame) -> list[tuple[str, object]]:
         cols.append(
             (
                 "max |Δ| vs fp32",
-                lambda r: _td(f"{r.max_abs_diff:.3g}" if _isnum(r.max_abs_diff) else "", r.max_abs_diff, "num"),
+                lambda r: td(f"{r.max_abs_diff:.3g}" if _isnum(r.max_abs_diff) else "", r.max_abs_diff, "num"),
             )
         )
     return cols
@@ -113,7 +113,7 @@ def _mib2(b) -> tuple[str, float | None]:
 def _ci_cell(r) -> str:
     """±CI95 with what it covers: several worker processes (a re-run), or one process only (marked *)."""
     if not _isnum(r.rel_ci):
-        return _td("", None, "num")
+        return td("", None, "num")
     k = getattr(r, "processes", 1) or 1
     between = getattr(r, "interval_scope", "") == "between-process"
     text = f"{r.rel_ci * 100:.1f}" + ("" if between else "*")
@@ -153,41 +153,41 @@ def summary_table(df: pd.DataFrame, baseline: str | None) -> str:
     rows = []
     for r in df.itertuples():
         cells = [
-            _td(esc(r.status), cls=f"status-{esc(r.status)}"),
-            _td(esc(r.model)),
-            _td(esc(r.framework)),
-            _td(esc(r.variant)),
-            _td(esc(r.mode)),
-            _td(str(r.batch_size), r.batch_size, "num"),
+            td(esc(r.status), cls=f"status-{esc(r.status)}"),
+            td(esc(r.model)),
+            td(esc(r.framework)),
+            td(esc(r.variant)),
+            td(esc(r.mode)),
+            td(str(r.batch_size), r.batch_size, "num"),
             f'<td title="{esc(r.device_name)}">{esc(r.device)}</td>',
         ]
         if show_origin:
-            cells.append(_td(esc(r.origin)))
+            cells.append(td(esc(r.origin)))
         thr = r.throughput
         rss, rss_v = _mib(r.host_peak_rss_bytes)
         dev, dev_v = _mib(r.device_peak_bytes)
         cells += [
-            _td(f"{thr:,.1f}" if _isnum(thr) else "", thr, "num"),
-            _td(fmt_ms(r.p50_s) if _isnum(r.p50_s) else "", r.p50_s, "num"),
-            _td(fmt_ms(r.p99_s) if _isnum(r.p99_s) else "", r.p99_s, "num"),
+            td(f"{thr:,.1f}" if _isnum(thr) else "", thr, "num"),
+            td(fmt_ms(r.p50_s) if _isnum(r.p50_s) else "", r.p50_s, "num"),
+            td(fmt_ms(r.p99_s) if _isnum(r.p99_s) else "", r.p99_s, "num"),
             _ci_cell(r),
-            _td(rss, rss_v, "num"),
+            td(rss, rss_v, "num"),
         ]
         if show_device:
-            cells.append(_td(dev, dev_v, "num"))
+            cells.append(td(dev, dev_v, "num"))
         if show_energy:
             cells.append(_energy_cell(r))
         cells += [cell(r) for _, cell in variant_cols]
         if baseline is not None:
-            cells.append(_td(f"×{r.speedup:.2f}" if _isnum(r.speedup) else "", r.speedup, "num"))
-        cells.append(_td(_note(r), cls="wrap"))
+            cells.append(td(f"×{r.speedup:.2f}" if _isnum(r.speedup) else "", r.speedup, "num"))
+        cells.append(td(_note(r), cls="wrap"))
         rows.append(f"<tr>{''.join(cells)}</tr>")
     count = f"{len(rows)} of {len(rows)} cases"
     return (
         '<div class="filter"><label for="bb-filter">Filter</label>'
         '<input id="bb-filter" type="search" placeholder="words to match, e.g. resnet18 train" '
         'data-filter="bb-summary" data-count="bb-count" autocomplete="off">'
-        f'<output id="bb-count">{count}</output></div>' + _table("bb-summary", heads, rows)
+        f'<output id="bb-count">{count}</output></div>' + html_table("bb-summary", heads, rows)
     )
 
 
@@ -221,17 +221,17 @@ def failures_table(df: pd.DataFrame) -> str:
             "<tr>"
             + "".join(
                 [
-                    _td(esc(r.status), cls=f"status-{esc(r.status)}"),
-                    _td(case),
-                    _td(esc(r.device)),
-                    _td(esc(r.machine) + f" · {esc(r.run)}"),
-                    _td(esc(r.reason), cls="wrap"),
-                    _td(f"<code>{esc(r.run)}/{esc(r.log)}</code>" if r.log else ""),
+                    td(esc(r.status), cls=f"status-{esc(r.status)}"),
+                    td(case),
+                    td(esc(r.device)),
+                    td(esc(r.machine) + f" · {esc(r.run)}"),
+                    td(esc(r.reason), cls="wrap"),
+                    td(f"<code>{esc(r.run)}/{esc(r.log)}</code>" if r.log else ""),
                 ]
             )
             + "</tr>"
         )
-    return _table("bb-failures", heads, rows)
+    return html_table("bb-failures", heads, rows)
 
 
 def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from benchbench.report.page import Section, _table, _td, esc
+from benchbench.report.page import Section, esc, html_table, td
 
 NOTE = (
     "Operators by self time (time inside the operator, not in the operators it calls) over a short "
@@ -46,13 +46,13 @@ def ops_table(table_id: str, ops: list[dict]) -> str:
     for i, o in enumerate(ops, 1):
         self_s, share = o.get("self_s"), o.get("share")
         rows.append("<tr>" + "".join([
-            _td(str(i), i, "num"),
-            _td(esc(o.get("op")), cls="wrap"),
-            _td(esc(o.get("calls")), o.get("calls"), "num"),
-            _td(f"{self_s * 1e3:,.3f}" if isinstance(self_s, (int, float)) else "—", self_s, "num"),
-            _td(f"{share:.1%}" if isinstance(share, (int, float)) else "—", share, "num"),
+            td(str(i), i, "num"),
+            td(esc(o.get("op")), cls="wrap"),
+            td(esc(o.get("calls")), o.get("calls"), "num"),
+            td(f"{self_s * 1e3:,.3f}" if isinstance(self_s, (int, float)) else "—", self_s, "num"),
+            td(f"{share:.1%}" if isinstance(share, (int, float)) else "—", share, "num"),
         ]) + "</tr>")  # fmt: skip
-    return _table(table_id, heads, rows)
+    return html_table(table_id, heads, rows)
 
 
 def _case_block(n: int, run, rec, prof: dict) -> str:

@@ -15,10 +15,13 @@ import dataclasses
 import datetime
 import difflib
 import hashlib
+import importlib.machinery
+import importlib.util
 import itertools
+import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -50,6 +53,7 @@ AXES = ("framework", "model", "batch_size", "device", "mode", "variant")  # nest
 _SETTINGS_FIELDS = tuple(f.name for f in dataclasses.fields(Settings))
 _LIST_MAX = 12  # allowed values are listed in a message up to this many
 _LIST_HINT = "run `benchbench list models` to see them all"
+INT64_MAX = 2**63 - 1  # the most elements a framework's tensor (int64 sizes) can hold
 
 
 @dataclass(frozen=True)
@@ -286,7 +290,7 @@ def _names(allowed: dict) -> dict:
 
 Frameworks = _axis(str, _names(registry.FRAMEWORKS), _named("framework", registry.FRAMEWORKS))
 Models = _axis(str, {"type": "string"}, _check_model)
-BatchSizes = _axis(PosInt, {"type": "integer", "minimum": 1})
+BatchSizes = _axis(PosInt, {"type": "integer", "minimum": 1, "maximum": INT64_MAX})
 Devices = _axis(str, {"type": "string", "pattern": registry.DEVICE_RE.pattern}, _check_device)
 Modes = _axis(str, _names(registry.MODES), _named("mode", registry.MODES))
 
@@ -471,8 +475,10 @@ def load_suite(path: str | os.PathLike, catalog: Catalog | None = None) -> Suite
     return parse_suite(text, name, catalog)
 
 
-def parse_suite(text: str, filename: str, catalog: Catalog | None = None) -> Suite:
-    """Validate and expand suite text; ``filename`` only labels the error lines."""
+def parse_suite(text: str, filename: str, catalog: Catalog | None = None, search: Sequence[str] | None = None) -> Suite:
+    """Validate and expand suite text; ``filename`` labels the error lines, and its directory
+    (with the current one) is where user models (``pkg.module:callable``) are looked for,
+    as the worker has them on its path; ``search`` replaces those two directories."""
     filename = str(filename)
     try:
         src = yamlsrc.load(text)
@@ -502,6 +508,10 @@ def parse_suite(text: str, filename: str, catalog: Catalog | None = None) -> Sui
         problems += _check_limits(spec, src)
         cases = _expand(spec, src, problems)
         problems += _check_pairs(cases, checker, src)
+        problems += _check_sizes(spec, cases, src)
+        if search is None:
+            search = [os.getcwd(), str(Path(filename).resolve().parent)]
+        problems += _check_user_models(cases, src, search)
         problems += _check_baseline(spec, cases, src)
         catalogue, issues = suite_catalogue.resolve(data.get("catalogue"), filename)  # as written: str or list
         problems += [Problem(src.line_of(k), k, m) for k, m in issues]
@@ -731,16 +741,82 @@ def _check_baseline(spec: SuiteFile, cases: tuple[Case, ...], src: yamlsrc.Sourc
     return [Problem(src.line_of(("baseline",)), ("baseline",), message)]
 
 
-def _model_loc(data: dict, model: str) -> tuple:
-    """Where ``model`` is first named: under matrix.model, else in an include entry."""
+def _check_sizes(spec: SuiteFile, cases: tuple[Case, ...], src: yamlsrc.Source) -> list[Problem]:
+    """A batch's element count, batch_size × prod(input_shape), must fit an int64: no
+    framework can allocate (or even describe) a bigger tensor. Said at the key to change:
+    input_shape when one sample is already too big, else batch_size."""
+    problems: list[Problem] = []
+    limit = f"at most {INT64_MAX} (2^63 - 1, the int64 limit): no framework can allocate more"
+    for case in cases:
+        per_sample = math.prod(case.input_shape)
+        if case.batch_size > INT64_MAX:
+            loc = _model_loc(src.data, case.batch_size, "batch_size")
+            message = f"batch_size {case.batch_size} is too large: {limit}"
+        elif per_sample > INT64_MAX:
+            loc = _shape_loc(spec, case)
+            message = f"input_shape {list(case.input_shape)} is {per_sample} elements per sample: {limit}"
+        elif case.batch_size * per_sample > INT64_MAX:
+            loc = _model_loc(src.data, case.batch_size, "batch_size")
+            shape_from = format_path(_shape_loc(spec, case)) if _shape_loc(spec, case) else f"{case.model}'s default"
+            message = (f"batch_size {case.batch_size} × input_shape {list(case.input_shape)} (from {shape_from}) "
+                       f"= {case.batch_size * per_sample} elements per batch: {limit}")  # fmt: skip
+        else:
+            continue
+        problem = Problem(src.line_of(loc), _shown_path(loc, src.data), message)
+        if problem not in problems:
+            problems.append(problem)
+    return problems
+
+
+def _shape_loc(spec: SuiteFile, case: Case) -> tuple:
+    """The key the case's input_shape came from: its model's override, else defaults (or () for
+    the model's built-in shape)."""
+    if case.model in spec.models and "input_shape" in _set(spec.models[case.model]):
+        return ("models", case.model, "input_shape")
+    return ("defaults", "input_shape") if "input_shape" in _set(spec.defaults) else ()
+
+
+def _check_user_models(cases: tuple[Case, ...], src: yamlsrc.Source, search: Sequence[str]) -> list[Problem]:
+    """A user model ``pkg.module:callable`` whose top-level package cannot be found on the
+    worker's path (``search``, then this Python's ``sys.path``) can never be built. Looked
+    for with ``find_spec`` on the top-level name only, which runs none of its code; a
+    deeper problem (a missing submodule, an import error, no such callable) stays a failed
+    record at run time, with the worker's traceback."""
+    problems = []
+    for model in dict.fromkeys(c.model for c in cases):
+        if registry.model_kind(model) != "user":
+            continue
+        top = model.split(":", 1)[0].split(".", 1)[0]
+        if _top_level_found(top, search):
+            continue
+        loc = _model_loc(src.data, model)
+        where = ", ".join(dict.fromkeys(p for p in search if p))
+        message = (f"model {model!r}: no module named {top!r} (looked in {where} and this Python's "
+                   f"sys.path; put {top}/ or {top}.py next to the suite, or install it)")  # fmt: skip
+        problems.append(Problem(src.line_of(loc), _shown_path(loc, src.data), message))
+    return problems
+
+
+def _top_level_found(top: str, search: Sequence[str]) -> bool:
+    try:
+        return (
+            importlib.machinery.PathFinder.find_spec(top, [p for p in search if p]) is not None
+            or importlib.util.find_spec(top) is not None
+        )
+    except (ImportError, ValueError):  # a broken finder, or a module in sys.modules without a spec
+        return True  # not ours to judge here: the worker says what is wrong
+
+
+def _model_loc(data: dict, model: Any, axis: str = "model") -> tuple:
+    """Where ``model`` (a value of ``axis``) is first named: under the matrix, else in an include entry."""
     for i, entry in enumerate([data.get("matrix")] + list(data.get("include") or [])):
         where = ("matrix",) if i == 0 else ("include", i - 1)
-        named = entry.get("model") if isinstance(entry, dict) else None
-        if named == model:
-            return where + ("model",)
+        named = entry.get(axis) if isinstance(entry, dict) else None
+        if named == model and not isinstance(named, list):
+            return where + (axis,)
         if isinstance(named, list) and model in named:
-            return where + ("model", named.index(model))
-    return ("matrix", "model")
+            return where + (axis, named.index(model))
+    return ("matrix", axis)
 
 
 def _matches(entry: Selection, combo: tuple) -> bool:
