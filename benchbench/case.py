@@ -42,6 +42,9 @@ class Settings:
     processes: int | None = None
     max_processes: int = 8
     process: int = 1  # which of the case's processes a worker runs (1: also FLOPs, size, fidelity, profile)
+    # False: stop as soon as min_time and min_iters are reached (a process's share of a case
+    # measured in several; its own interval is not what decides)
+    stop_on_ci: bool = True
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

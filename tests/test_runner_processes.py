@@ -91,6 +91,9 @@ def test_each_process_gets_its_share_of_the_case_time():
     p3 = combine.process_case(case, 3)
     assert (p3.settings.process, p3.settings.min_time, p3.settings.max_time) == (3, 0.5, 2.0)
     assert p3.settings.min_iters == 2  # min_iters 5 shared by 4, at least 2 per process
+    assert p3.settings.stop_on_ci is False  # stops at its share: more processes, not longer ones
+    one = _suite("processes: 1").cases[0]
+    assert combine.process_case(one, 1).settings.stop_on_ci is True  # one process: its own interval decides
     assert p3.case_id == case.case_id
     auto = _suite("min_time: 1, max_time: 10").cases[0]  # auto: shared by its minimum of 5
     assert combine.process_case(auto, 1).settings.max_time == 2.0
@@ -98,7 +101,7 @@ def test_each_process_gets_its_share_of_the_case_time():
 
 def test_auto_stops_on_the_target_the_cap_or_the_budget(tmp_path):
     agree = FakeExecutor(lambda c, i: _flat(level=0.01, spread=0.002))
-    suite = _suite("target_rel_ci: 0.02, max_processes: 8, max_time: 100", models="[seed_mlp]")
+    suite = _suite("target_rel_ci: 0.02, max_processes: 8, min_time: 100, max_time: 100", models="[seed_mlp]")
     rec = runner.run(suite, list(suite.cases), tmp_path / "a", executor=agree).records[0]
     assert rec.processes["processes"] == 5 and rec.processes["stopped_by"] == "target met"
 
@@ -107,15 +110,15 @@ def test_auto_stops_on_the_target_the_cap_or_the_budget(tmp_path):
     assert rec.processes["processes"] == 8 and rec.processes["stopped_by"] == "process cap"
     assert rec.stats["rel_ci"] > 0.02 and rec.timing["target_met"] is False
 
-    # ≈ 12.5 s per process (11.5 of samples, 1 of start-up); the budget is max_time + one
-    # process's start-up = 56 s: a 5th process would end past it
+    # ≈ 12.5 s per process (11.5 of samples, 1 of start-up); the budget is what one process
+    # meeting min_time cost: its start-up + min_time = 56 s: a 5th process would end past it
     slow = FakeExecutor(lambda c, i: _flat(n=10, level=1.0 + 0.3 * (i % 2)))
-    suite = _suite("target_rel_ci: 0.02, max_processes: 8, max_time: 55", models="[seed_mlp]")
+    suite = _suite("target_rel_ci: 0.02, max_processes: 8, min_time: 55, max_time: 55", models="[seed_mlp]")
     rec = runner.run(suite, list(suite.cases), tmp_path / "c", executor=slow).records[0]
     assert rec.processes["processes"] == 4 and rec.processes["stopped_by"] == "time budget"
 
     # however short the budget, auto never stops below 3 processes: fewer give no interval worth the name
-    suite = _suite("target_rel_ci: 0.02, max_time: 1", models="[seed_mlp]")
+    suite = _suite("target_rel_ci: 0.02, min_time: 1, max_time: 1", models="[seed_mlp]")
     rec = runner.run(suite, list(suite.cases), tmp_path / "d", executor=slow).records[0]
     assert rec.processes["processes"] == 3 and rec.processes["stopped_by"] == "time budget"
 

@@ -157,3 +157,19 @@ def test_timed_window_hook_is_left_when_a_step_raises():
     with pytest.raises(RuntimeError, match="boom"):
         measure(step, Settings(warmup_iters=2, min_iters=5), clock=clock, timed_window=window)
     assert state == ["on", "off"]
+
+
+def test_a_process_share_stops_at_min_time_and_min_iters_whatever_its_interval():
+    """One of several processes of a case (stop_on_ci False) measures its share and stops:
+    noisy samples that would run to max_time stop once min_time and min_iters are met."""
+    clock = FakeClock()
+    noisy = itertools.cycle([0.1, 0.2, 0.1, 0.3, 0.15])
+    step, _ = stepper(clock, itertools.chain([1.0, 0.1, 0.1], noisy))
+    s = Settings(warmup_iters=2, min_time=0.4, max_time=5.0, min_iters=3, target_rel_ci=0.01, stop_on_ci=False)
+    t = measure(step, s, clock=clock)
+    assert t.stop_reason == "share_done" and t.target_met is False
+    assert len(t.samples) == 3 and sum(t.samples) == pytest.approx(0.4)  # 0.1 + 0.2 + 0.1 ≥ 0.4, n = 3
+    s = Settings(warmup_iters=2, min_time=0.4, max_time=5.0, min_iters=3, target_rel_ci=0.01)  # one process
+    clock.now = 0.0
+    step, _ = stepper(clock, itertools.chain([1.0, 0.1, 0.1], noisy))
+    assert measure(step, s, clock=clock).stop_reason == "max_time"

@@ -367,6 +367,16 @@ class LocalExecutor:
         extra_paths: list[str],
         on_start: Callable[[int, int, Case], None] | None = None,
     ) -> Iterator[Record]:
+        """The cases one after another. The fork servers started here end with the call: the
+        runner calls once per pass, so each pass forks from freshly started servers, and a
+        case's processes do not all inherit one server's memory layout (which would hide part
+        of the run-to-run spread from the interval)."""
+        try:
+            yield from self._run_many(cases, run_dir, extra_paths, on_start)
+        finally:
+            self.close()
+
+    def _run_many(self, cases, run_dir, extra_paths, on_start) -> Iterator[Record]:
         ran_one = False  # a cool-down (settings.cooldown_s) only follows a case that ran
         for i, case in enumerate(cases, 1):
             if on_start:
@@ -385,6 +395,9 @@ class LocalExecutor:
             server = self._server(case, run_dir, extra_paths)
             if server is not None:
                 record = self._run_case(case, run_dir / WORK_DIR, log, extra_paths, server=server)
+                record.runtime.setdefault("worker", {}).update(
+                    server_pid=server.proc.pid, server_start_s=server.start_s
+                )
             else:
                 record = self._run_case(case, run_dir / WORK_DIR, log, extra_paths)
                 why = forkable(case) or self.server_notes.get(case.framework)

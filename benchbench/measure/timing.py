@@ -38,7 +38,7 @@ class Timing:
     warmup_settled: bool
     timed_wall_s: float  # wall time of the timed window, checks between blocks included
     iterations: int  # timed iterations = len(samples) × block_size
-    stop_reason: str  # "ci_target_met" | "max_time" | "max_iters"
+    stop_reason: str  # "ci_target_met" | "max_time" | "max_iters" | "share_done" (one of several processes)
     target_met: bool
     final_rel_ci: float | None
 
@@ -105,6 +105,9 @@ def measure(
             samples.append((b1 - b0) / block)
             elapsed = b1 - start
             n = len(samples)
+            if not s.stop_on_ci and elapsed >= s.min_time and n >= s.min_iters:
+                stop = "share_done"  # one process's share of a case measured in several
+                break
             if elapsed >= s.min_time and n >= s.min_iters and n >= next_check:
                 rel = rel_ci_halfwidth(sorted(samples))
                 if rel is not None and rel <= s.target_rel_ci:
