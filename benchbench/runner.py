@@ -199,6 +199,9 @@ def run(
                 active = [c for c in active if c.case_id in still]
     except (KeyboardInterrupt, Interrupted):
         result.interrupted = True
+    parts = run_dir / rundir.PROCESSES_DIR
+    if parts.is_dir() and not any(parts.iterdir()):
+        parts.rmdir()  # every case combined: no processes left over for a --resume
     recorded = done | {r.case_id for r in result.records}
     missing = [i for i in run_info["planned"] if i not in recorded]
     run_info.update(status="incomplete" if missing else "complete", missing=missing, updated_at=_now())
