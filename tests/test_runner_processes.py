@@ -215,3 +215,17 @@ def test_a_data_parallel_case_runs_once_under_auto(tmp_path):
     assert rec.processes["processes"] == 1 and rec.processes["interval_scope"] == "within-process"
     assert rec.processes["stopped_by"].startswith("data-parallel")
     assert combine.process_case(suite.cases[0], 1).settings.max_time == suite.cases[0].settings.max_time
+
+
+def test_throughput_counts_iterations_when_processes_chose_different_block_sizes():
+    case = _suite("processes: 2", models="[seed_mlp]").cases[0]
+    # process 1: 10 samples, each the mean of 4 iterations of 1 ms; process 2: 10 single 2 ms iterations
+    recs = [
+        Record(case=case.to_dict(), status="ok", samples=[0.001] * 10, timing={"block_size": 4, "iterations": 40}),
+        Record(case=case.to_dict(), status="ok", samples=[0.002] * 10, timing={"block_size": 1, "iterations": 10}),
+    ]
+    rec = combine.combine_records(case, recs, "fixed: 2 processes")
+    # 50 iterations of batch 1 in 40 × 1 ms + 10 × 2 ms = 60 ms (not 20 samples in 30 ms)
+    assert rec.stats["throughput"] == pytest.approx(50 / 0.060)
+    assert rec.processes["throughput"] == rec.stats["throughput"]
+    assert rec.timing["block_size"] is None and rec.timing["block_sizes"] == [4, 1]

@@ -62,14 +62,6 @@ def _last_log_line(log_path: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
 def worker_env(case: Case, extra_paths: list[str]) -> dict:
     env = dict(os.environ)
     threads = case.threads or len(os.sched_getaffinity(0))
@@ -298,7 +290,8 @@ def run_case(
         record = Record.from_dict(json.loads(result_path.read_text(encoding="utf-8")))
     else:
         record = Record(case=case.to_dict(), status="failed", started_at=started, ended_at=utc_now())
-        record.reason = reason or _exit_reason(handle.poll() if handle.poll() is not None else -9, log_path)
+        code = handle.poll()
+        record.reason = reason or _exit_reason(code if code is not None else -signal.SIGKILL, log_path)
     record.duration_s = duration
     record.host = socket.gethostname()
     record.runtime.setdefault("worker", {}).update(pid=handle.pid, start_method=handle.method)

@@ -149,11 +149,6 @@ class RayExecutor:
             ray.shutdown()
             self._started = False
 
-    def run_case(self, case: Case, work_dir: Path, log_path: Path, extra_paths: list[str] = ()) -> Record:
-        """One case, for callers that go case by case (the runner uses :meth:`run_many`)."""
-        run_dir = log_path.parent.parent
-        return next(iter(self.run_many([case], run_dir, list(extra_paths))))
-
     def run_many(
         self,
         cases: list[Case],

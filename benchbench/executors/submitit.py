@@ -105,9 +105,6 @@ class SubmititExecutor:
         except Exception as e:  # e.g. cluster="slurm" where sbatch is missing
             raise UserError(f"--executor submitit: cannot use cluster {self.cluster or 'auto'}: {e}") from None
 
-    def run_case(self, case: Case, work_dir: Path, log_path: Path, extra_paths: list[str] = ()) -> Record:
-        return next(iter(self.run_many([case], log_path.parent.parent, list(extra_paths))))
-
     def run_many(
         self,
         cases: list[Case],

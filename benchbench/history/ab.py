@@ -46,7 +46,8 @@ from typing import cast
 
 from benchbench.case import Case, case_label
 from benchbench.errors import UserError
-from benchbench.history.compare import HIGHER_IS_BETTER, METRICS, metric_value
+from benchbench.history.compare import HIGHER_IS_BETTER, METRICS, VERDICT_STYLE, fmt_value, metric_value
+from benchbench.history.robust import median
 from benchbench.results import Record, append_record, write_json
 
 DEFAULT_ROUNDS = 5
@@ -417,14 +418,10 @@ HEADERS = ["case", "metric", "A (median of rounds)", "B (median of rounds)", "B/
 
 
 def _median(xs: list[float]) -> float | None:
-    from benchbench.history.robust import median
-
     return median(xs) if xs else None
 
 
 def table_rows(res: ABResult) -> list[list[str]]:
-    from benchbench.history.compare import fmt_value
-
     out = []
     for r in res.rows:
         out.append(
@@ -451,15 +448,8 @@ def render_table(res: ABResult):
     )
     for h in HEADERS:
         t.add_column(h)
-    style = {
-        "broken": "bold red reverse",
-        "regressed": "bold red",
-        "improved": "green",
-        "inconclusive": "yellow",
-        "failed": "red",
-    }
     for r, cells in zip(res.rows, table_rows(res)):
-        t.add_row(*cells, style=style.get(r.verdict))
+        t.add_row(*cells, style=VERDICT_STYLE.get(r.verdict))
     return t
 
 

@@ -417,19 +417,22 @@ def render_markdown(cmp: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
+# how a verdict looks in a terminal table (compare, ab)
+VERDICT_STYLE = {
+    "broken": "bold red reverse",
+    "regressed": "bold red",
+    "improved": "green",
+    "inconclusive": "yellow",
+    "failed": "red",
+}
+
+
 def render_table(cmp: Comparison, title: str | None = None):
     from rich.table import Table
 
     t = Table(title=title or f"{cmp.cand.run_id} vs {cmp.base.run_id} (threshold {cmp.threshold:.0%})")
     for h in HEADERS:
         t.add_column(h, justify="right" if h in ("base", "candidate", "ratio") else "left")
-    style = {
-        "broken": "bold red reverse",
-        "regressed": "bold red",
-        "improved": "green",
-        "inconclusive": "yellow",
-        "failed": "red",
-    }
     for r, cells in zip(cmp.rows, table_rows(cmp)):
-        t.add_row(*cells, style=style.get(r.verdict))
+        t.add_row(*cells, style=VERDICT_STYLE.get(r.verdict))
     return t

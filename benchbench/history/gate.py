@@ -173,30 +173,9 @@ class Check:
         return [r for r in self.rows if r.verdict == "regressed"]
 
 
-def check_latest(
-    store,
-    run_id: str,
-    *,
-    threshold: float = DEFAULT_THRESHOLD,
-    window: int = HISTORY_WINDOW,
-    persist_k: int = 2,
-    persist_m: int = 3,
-    fdr: float = 0.05,
-    metrics: tuple[str, ...] = METRICS,
-    confirm: bool = False,
-) -> list[CheckRow]:
+def check_latest(store, run_id: str, **kw) -> list[CheckRow]:
     """The rows of :func:`check_run` (broken cases first, then the screened series)."""
-    return check_run(
-        store,
-        run_id,
-        threshold=threshold,
-        window=window,
-        persist_k=persist_k,
-        persist_m=persist_m,
-        fdr=fdr,
-        metrics=metrics,
-        confirm=confirm,
-    ).rows
+    return check_run(store, run_id, **kw).rows
 
 
 def check_run(

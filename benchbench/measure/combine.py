@@ -51,8 +51,8 @@ def planned_processes(case: Case) -> int:
 
 def process_case(case: Case, index: int) -> Case:
     """The case as its ``index``-th worker process (1-based) runs it: the case's time and
-    samples (min_time, max_time, min_iters) shared by the processes it plans, so a suite
-    takes no longer."""
+    samples (min_time, max_time, min_iters) shared by the processes it plans (each process
+    still pays its own start-up, first iteration and warm-up)."""
     s = case.settings
     k = planned_processes(case)
     settings = dataclasses.replace(
@@ -73,8 +73,9 @@ def time_budget(case: Case, done: list[Record]) -> float:
     """What an auto case may spend in its processes, start to record: what one worker
     process meeting ``min_time`` cost before processes were combined — its interpreter start
     and imports (the fork server's own start, measured, where the processes are forked), its
-    start-up and warm-up (process 1's), and ``min_time`` of timing. So a suite takes no
-    longer than it did; a case whose interval is still wide then says so."""
+    start-up and warm-up (process 1's), and ``min_time`` of timing. A case whose interval
+    is still wide then says so. The floor of AUTO_FLOOR_PROCESSES can exceed it: cases whose
+    first iteration and warm-up dominate cost more than one process did."""
     first = done[0]
     timed = float((first.timing or {}).get("timed_wall_s") or 0.0)
     overhead = max(0.0, (first.duration_s or 0.0) - timed)
@@ -126,6 +127,19 @@ def _process_entry(summary: dict[str, Any], rec: Record) -> dict[str, Any]:
     }
 
 
+def _throughput(done: list[Record], batch: int) -> float | None:
+    """Samples per second over every process's timed iterations. A sample is the mean of a
+    block of ``block_size`` iterations, and processes may choose different block sizes, so
+    each process counts its iterations and their time, not its number of samples."""
+    iterations = 0.0
+    seconds = 0.0
+    for r in done:
+        block = int((r.timing or {}).get("block_size") or 1)
+        iterations += len(r.samples) * block
+        seconds += sum(r.samples) * block
+    return batch * iterations / seconds if seconds > 0 else None
+
+
 def combine_records(case: Case, done: list[Record], stopped_by: str) -> Record:
     """The case's one record from its ok process records (in process order)."""
     if not done:
@@ -148,8 +162,10 @@ def combine_records(case: Case, done: list[Record], stopped_by: str) -> Record:
         ms_per_sample=ps.ms_per_sample,
         interval_scope=ps.interval_scope,
         processes=ps.processes,
+        throughput=_throughput(done, batch),
     )
     info = ps.to_dict()
+    info["throughput"] = stats["throughput"]
     info["per_process"] = [_process_entry(p, r) for p, r in zip(info["per_process"], done)]
     info["stopped_by"] = stopped_by
     info["planned"] = case.settings.processes if case.settings.processes is not None else "auto"
