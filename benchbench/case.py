@@ -45,6 +45,9 @@ class Settings:
     # False: stop as soon as min_time and min_iters are reached (a process's share of a case
     # measured in several; its own interval is not what decides)
     stop_on_ci: bool = True
+    # a case's later processes: warm-up stops after this many untimed iterations, settled or
+    # not (what its first process needed to settle; benchbench.measure.combine.process_case)
+    warmup_cap: int | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

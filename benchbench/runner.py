@@ -174,7 +174,7 @@ def run(
             while active:  # one pass: the next process of every unfinished case, in suite order
                 by_id = {c.case_id: c for c in active}
                 still: set[str] = set()
-                jobs = [combine.process_case(c, len(kept[c.case_id]) + 1) for c in active]
+                jobs = [combine.process_case(c, len(kept[c.case_id]) + 1, kept[c.case_id]) for c in active]
                 records = executor.run_many(jobs, run_dir, extra_paths, on_start=on_start)
                 try:
                     for record in records:  # a case is decided as soon as its process ends

@@ -90,13 +90,40 @@ def test_each_process_gets_its_share_of_the_case_time():
     case = _suite("processes: 4, min_time: 2, max_time: 8").cases[0]
     p3 = combine.process_case(case, 3)
     assert (p3.settings.process, p3.settings.min_time, p3.settings.max_time) == (3, 0.5, 2.0)
-    assert p3.settings.min_iters == 2  # min_iters 5 shared by 4, at least 2 per process
+    assert combine.process_case(case, 1).settings.min_iters == 2  # min_iters 5 shared by 4, at least 2 in process 1
+    assert p3.settings.min_iters == 1  # a later process: one sample at least (its median), and its min_time share
     assert p3.settings.stop_on_ci is False  # stops at its share: more processes, not longer ones
     one = _suite("processes: 1").cases[0]
     assert combine.process_case(one, 1).settings.stop_on_ci is True  # one process: its own interval decides
     assert p3.case_id == case.case_id
     auto = _suite("min_time: 1, max_time: 10").cases[0]  # auto: shared by its minimum of 5
     assert combine.process_case(auto, 1).settings.max_time == 2.0
+
+
+def test_later_processes_cap_their_warm_up_at_what_process_1_needed():
+    case = _suite("processes: 3, warmup_iters: 2").cases[0]
+    first = Record(case=case.to_dict(), status="ok", samples=[1.0], timing={"warmup_iters": 4, "warmup_settled": True})
+    assert combine.process_case(case, 1).settings.warmup_cap is None  # process 1 finds out
+    assert combine.process_case(case, 2, [first]).settings.warmup_cap == 4
+    unsettled = dataclasses.replace(first, timing={"warmup_iters": 9, "warmup_settled": False})
+    assert combine.process_case(case, 2, [unsettled]).settings.warmup_cap is None  # nothing learnt: the full rule
+    short = dataclasses.replace(first, timing={"warmup_iters": 1, "warmup_settled": True})
+    assert combine.process_case(case, 3, [short, first]).settings.warmup_cap == 2  # never below warmup_iters
+
+
+def test_the_runner_hands_process_1_to_the_later_ones(tmp_path):
+    suite = _suite("processes: 3, warmup_iters: 2", models="[seed_mlp]")
+    seen = []
+
+    class Warm(FakeExecutor):
+        def run_many(self, cases, run_dir, extra_paths, on_start=None):
+            seen.extend((c.settings.process, c.settings.warmup_cap, c.settings.min_iters) for c in cases)
+            for rec in super().run_many(cases, run_dir, extra_paths, on_start):
+                rec.timing.update(warmup_iters=3, warmup_settled=True)
+                yield rec
+
+    runner.run(suite, list(suite.cases), tmp_path / "run", executor=Warm(lambda c, i: _flat()))
+    assert seen == [(1, None, 2), (2, 3, 1), (3, 3, 1)]
 
 
 def test_auto_stops_on_the_target_the_cap_or_the_budget(tmp_path):

@@ -67,6 +67,27 @@ def test_unsettled_warm_up_stops_at_its_time_limit_and_says_so():
     assert 2.0 <= t.warmup_s < 2.4
 
 
+def test_a_later_process_warm_up_stops_at_its_cap_and_says_whether_it_settled():
+    clock = FakeClock()
+    alternating = itertools.cycle([0.1, 0.3])  # never within 10% of the previous
+    step, _ = stepper(clock, alternating)
+    s = Settings(warmup_iters=2, warmup_max_time=100.0, warmup_cap=3, min_time=0.0, min_iters=1, max_time=3.0)
+    t = measure(step, s, clock=clock)
+    assert t.warmup_iters == 3 and t.warmup_settled is False  # capped, not settled: the record says so
+    assert t.warmup_s == pytest.approx(0.3 + 0.1 + 0.3)  # the first (0.1) is the cold start, not warm-up
+
+    clock = FakeClock()
+    step, _ = stepper(clock, itertools.chain([1.0, 0.5, 0.25], itertools.repeat(0.25)))
+    s = Settings(warmup_iters=2, warmup_cap=5, min_time=0.0, min_iters=1, max_time=3.0)
+    t = measure(step, s, clock=clock)
+    assert t.warmup_iters == 3 and t.warmup_settled is True  # settled before the cap: the cap never bites
+
+    clock = FakeClock()
+    step, _ = stepper(clock, itertools.cycle([0.1, 0.3]))
+    s = Settings(warmup_iters=4, warmup_cap=2, warmup_max_time=100.0, min_time=0.0, min_iters=1, max_time=3.0)
+    assert measure(step, s, clock=clock).warmup_iters == 4  # warmup_iters is a floor the cap never cuts
+
+
 def test_noisy_samples_stop_on_max_time_with_target_not_met():
     clock = FakeClock()
     noisy = itertools.cycle([0.1, 0.2, 0.1, 0.3, 0.15])

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from benchbench.case import AUTO_MIN_PROCESSES, Case
@@ -35,7 +36,8 @@ from benchbench.measure import processes as proc_stats
 from benchbench.measure.stats import summarize
 from benchbench.results import Record
 
-MIN_ITERS_PER_PROCESS = 2  # samples per process at least (its median)
+MIN_ITERS_PER_PROCESS = 2  # samples in a case's first process at least (its median and spread)
+MIN_ITERS_LATER_PROCESS = 1  # samples in each later process at least (its median: see process_case)
 AUTO_FLOOR_PROCESSES = 3  # auto never stops below this many (a t interval over 2 medians is ±12.7 s.e.)
 
 
@@ -49,22 +51,41 @@ def planned_processes(case: Case) -> int:
     return min(AUTO_MIN_PROCESSES, s.max_processes)
 
 
-def process_case(case: Case, index: int) -> Case:
-    """The case as its ``index``-th worker process (1-based) runs it: the case's time and
-    samples (min_time, max_time, min_iters) shared by the processes it plans (each process
-    still pays its own start-up, first iteration and warm-up)."""
+def process_case(case: Case, index: int, done: Sequence[Record] = ()) -> Case:
+    """The case as its ``index``-th worker process (1-based) runs it, after the ok processes
+    ``done``: the case's time and samples (min_time, max_time, min_iters) shared by the
+    processes it plans. Each process still pays its own start-up, first iteration and
+    warm-up; what the first process learnt makes the later ones cheaper:
+
+    * a later process needs one timed sample at least (MIN_ITERS_LATER_PROCESS): the case's
+      interval is over process medians, and a process whose single iteration outlasts its
+      share of ``min_time`` has a median of one sample; process 1 keeps
+      MIN_ITERS_PER_PROCESS for the within-process spread. Fast iterations are unaffected:
+      ``min_time`` / k gives them many samples.
+    * a later process's warm-up is capped (``warmup_cap``) at the iterations process 1
+      needed to settle (at least ``warmup_iters``): the cold start it warms past is the
+      same code's. A capped warm-up that did not settle says so (``warmup_settled``), and a
+      process still warming up shows in the between-process spread the interval includes.
+    """
     s = case.settings
     k = planned_processes(case)
+    later = index > 1 and k > 1
+    warmup_cap = None
+    if later and done:
+        first = done[0].timing or {}
+        if first.get("warmup_settled") and first.get("warmup_iters"):
+            warmup_cap = max(s.warmup_iters, 2, int(first["warmup_iters"]))
     settings = dataclasses.replace(
         s,
         process=index,
         min_time=s.min_time / k,
         max_time=s.max_time / k,
-        min_iters=max(MIN_ITERS_PER_PROCESS, math.ceil(s.min_iters / k)),
+        min_iters=MIN_ITERS_LATER_PROCESS if later else max(MIN_ITERS_PER_PROCESS, math.ceil(s.min_iters / k)),
         # with several processes, each measures its share of min_time and min_iters and stops:
         # the spread between processes dominates, so more processes, not longer ones, narrow
         # the case's interval (max_time / k still bounds a process whose samples are slow)
         stop_on_ci=k == 1,
+        warmup_cap=warmup_cap,
     )
     return dataclasses.replace(case, settings=settings)
 

@@ -50,7 +50,9 @@ class Timing:
 
 def _warm_up(step: Callable[[], None], s: Settings, clock: Clock) -> tuple[list[float], float, bool]:
     """Untimed iterations: at least ``warmup_iters``, then until two consecutive ones
-    differ by at most 10% (settled) or ``warmup_max_time`` has passed (not settled)."""
+    differ by at most 10% (settled) or ``warmup_max_time`` has passed (not settled), or,
+    in a case's later processes, ``warmup_cap`` iterations have run (what its first process
+    needed to settle: not settled unless the last two agreed)."""
     times: list[float] = []
     if s.warmup_iters == 0:
         return times, 0.0, False
@@ -63,6 +65,8 @@ def _warm_up(step: Callable[[], None], s: Settings, clock: Clock) -> tuple[list[
             if abs(times[-1] - times[-2]) <= SETTLE_TOLERANCE * times[-2]:
                 return times, clock() - start, True
             if clock() - start >= s.warmup_max_time:
+                return times, clock() - start, False
+            if s.warmup_cap is not None and len(times) >= s.warmup_cap:
                 return times, clock() - start, False
 
 
