@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from benchbench.data_spec import DataConfig
+    from benchbench.fit_spec import FitConfig
 
 
+TOKEN_AXES = ("seq_len", "prompt_len", "new_tokens")  # a token model's axes (Case fields, suite matrix axes)
 AUTO_MIN_PROCESSES = 5  # a t-interval over fewer process medians is too wide to be useful
 
 
@@ -34,6 +36,9 @@ class Settings:
     idle_baseline_s: float = 0.0  # s of idle power sampled before the window (0 = none)
     cooldown_s: float = 0.0  # s the runner waits before this case when another ran before it
     profile: bool = False  # a short extra window under the framework's profiler after the timed one
+    # the framework's kernel autotuning (torch: cudnn.benchmark; TensorFlow: TF_CUDNN_USE_AUTOTUNE),
+    # its search in the first iteration and warm-up; off only when asked (then part of the case_id)
+    autotune: bool = True
     # what a cluster executor asks for (Ray): {num_cpus, num_gpus, accelerator_type, custom: {name: n}}
     resources: dict | None = None
     # fresh worker processes per case, combined into its one record: an int, or None = auto
@@ -76,6 +81,12 @@ class Case:
     optimizer: str = "adam"
     devices: int = 1  # > 1: data-parallel over this many devices (benchbench.worker.data_parallel)
     data: DataConfig | None = None  # a real input pipeline (benchbench.data_spec); None = synthetic
+    fit: FitConfig | None = None  # mode fit: epochs, target, split, backbone (benchbench.fit_spec)
+    # token models (transformers): tokens per sequence in inference/train; the prompt's tokens and
+    # the tokens generated per sequence in generate mode (benchbench.registry.token_axes); None otherwise
+    seq_len: int | None = None
+    prompt_len: int | None = None
+    new_tokens: int | None = None
     settings: Settings = field(default_factory=Settings, compare=False, hash=False)
 
     def identity(self) -> dict:
@@ -89,12 +100,19 @@ class Case:
             "variant": self.variant,
             "input_shape": list(self.input_shape),
             "threads": self.threads,
-            "optimizer": self.optimizer if self.mode == "train" else None,
+            "optimizer": self.optimizer if self.mode in ("train", "fit") else None,
         }
         if self.devices != 1:  # only then: existing case_ids stay as they were
             ident["devices"] = self.devices
+        if not self.settings.autotune:  # other kernels run: another case (on, the default, keeps case_ids)
+            ident["autotune"] = False
         if self.data is not None:  # only then (synthetic cases keep their case_ids)
             ident["data"] = self.data.identity()
+        if self.fit is not None:  # mode fit only
+            ident["fit"] = self.fit.identity()
+        for axis in TOKEN_AXES:  # token models only (other cases keep their case_ids)
+            if getattr(self, axis) is not None:
+                ident[axis] = getattr(self, axis)
         return ident
 
     @property
@@ -113,6 +131,8 @@ class Case:
         d["settings"] = self.settings.to_dict()
         if self.data is not None:
             d["data"] = self.data.to_dict()
+        if self.fit is not None:
+            d["fit"] = self.fit.to_dict()
         return d
 
     @classmethod
@@ -129,6 +149,8 @@ class Case:
             optimizer=d.get("optimizer") or "adam",
             devices=int(d.get("devices") or 1),
             data=_data_config(d.get("data")),
+            fit=_fit_config(d.get("fit")),
+            **{axis: int(d[axis]) for axis in TOKEN_AXES if d.get(axis) is not None},
             settings=Settings.from_dict(d.get("settings") or {}),
         )
 
@@ -141,11 +163,19 @@ def _data_config(d: dict | None):
     return DataConfig.from_dict(d)
 
 
+def _fit_config(d: dict | None):
+    if not d:
+        return None
+    from benchbench.fit_spec import FitConfig
+
+    return FitConfig.from_dict(d)
+
+
 def case_label(case: dict) -> str:
     """The one human-readable label of a case, from its dict (a Case's ``to_dict()`` or a
     stored record's ``case``): framework/model/bsN/device/mode/variant, then ``/dpN`` for a
-    data-parallel case and the input pipeline's label for a ``data:`` case, so two
-    different cases never share a label."""
+    data-parallel case and the input pipeline's label for a ``data:`` case, then a token
+    model's ``/seqN`` or ``/promptP+N`` (generate), so two different cases never share a label."""
     label = (
         f"{case.get('framework')}/{case.get('model')}/bs{case.get('batch_size')}/"
         f"{case.get('device')}/{case.get('mode')}/{case.get('variant')}"
@@ -156,4 +186,11 @@ def case_label(case: dict) -> str:
     data = case.get("data")
     if data:
         label += f"/{_data_config(data).label}"
+    fit = case.get("fit")
+    if fit:
+        label += f"/{_fit_config(fit).label}"
+    if case.get("seq_len"):
+        label += f"/seq{case['seq_len']}"
+    if case.get("prompt_len"):
+        label += f"/prompt{case['prompt_len']}+{case.get('new_tokens')}"
     return label

@@ -27,7 +27,10 @@ PRESETS = {
     "seed": "the seed articles' ImageDataGenerator: rescale 1/255, shear 0.2, zoom 0.2, horizontal flip",
     "heavy": "random resized crop, flip, rotation 15°, shear/zoom, colour jitter, ImageNet normalisation",
 }
-SOURCES = ("generated", "folder")
+SOURCES = ("generated", "folder", "sklearn")
+# scikit-learn's bundled data sets (inside the package: nothing downloaded), for the feature
+# models in mode fit (benchbench.pipelines.tabular): name -> (features, classes, rows)
+SKLEARN_SETS = {"digits": (64, 10, 1797), "breast_cancer": (30, 2, 569), "iris": (4, 3, 150), "wine": (13, 3, 178)}
 LOADERS = ("native", "dali")
 ON_CORRUPT = ("skip", "fail")
 SWEEPS = ("size", "preset", "num_workers", "prefetch")  # list-valued keys: one case per combination
@@ -54,15 +57,21 @@ class DataConfig:
     cache: bool = False  # tf.data .cache() of decoded images
     on_corrupt: str = "skip"
     loader: str = "native"
+    name: str | None = None  # sklearn source: which bundled data set (SKLEARN_SETS)
+    hue_shift: float = 0.0  # generated: every class's colours moved round the hue circle (0..1)
     root: str | None = field(default=None, compare=False, hash=False)
     cache_dir: str | None = field(default=None, compare=False, hash=False)
 
     def identity(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("root"), d.pop("cache_dir")
-        if self.source == "folder":
+        if not d["hue_shift"]:  # only when set (and name only for sklearn): other case_ids stay as they were
+            d.pop("hue_shift")
+        if d["name"] is None:
+            d.pop("name")
+        if self.source in ("folder", "sklearn"):
             d["images"] = d["size"] = d["classes"] = d["seed"] = None
-        else:
+        if self.source != "folder":
             d["path"] = None
         return d
 
@@ -76,16 +85,24 @@ class DataConfig:
 
     @property
     def label(self) -> str:
+        if self.source == "sklearn":
+            return f"sklearn-{self.name}"
         return f"{self.preset}-w{self.num_workers}-p{self.prefetch}" + (
             f"-{self.size}px" if self.source == "generated" else ""
         )
 
     def generation_key(self) -> str:
         """What a generated set is a function of (its cache folder name)."""
-        blob = json.dumps(
-            {"images": self.images, "size": self.size, "classes": self.classes, "seed": self.seed, "format": "jpeg-v1"},
-            sort_keys=True,
-        )
+        what = {
+            "images": self.images,
+            "size": self.size,
+            "classes": self.classes,
+            "seed": self.seed,
+            "format": "jpeg-v1",
+        }
+        if self.hue_shift:  # only then: unshifted sets keep their cache folders
+            what["hue_shift"] = self.hue_shift
+        blob = json.dumps(what, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def folder(self) -> str:
@@ -168,6 +185,10 @@ class DataSpec(BaseModel):
     cache: bool = Field(_D.cache, description="tf.data: cache decoded images in memory (torch: not applicable)")
     on_corrupt: _choice(ON_CORRUPT) = Field(_D.on_corrupt, description="skip (count, warn) or fail the case")
     loader: _choice(LOADERS) = Field(_D.loader, description="native (DataLoader / tf.data) or dali (NVIDIA DALI)")
+    name: _choice(SKLEARN_SETS) = Field(None, description="sklearn source: a data set bundled with scikit-learn")
+    hue_shift: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = Field(
+        _D.hue_shift, description="generated: every class's colours moved round the hue circle (0..1)"
+    )
 
 
 def _synthetic(value: Any) -> Any:
@@ -219,6 +240,8 @@ def problem(case, data: DataConfig | None, where: tuple) -> tuple[tuple, str] | 
                 "{source: generated, …} (or models: NAME: data:)"
             )
         return None
+    if data.source == "sklearn":  # feature vectors for the feature models, in mode fit
+        return _sklearn_problem(case, data, at)
     if not registry.takes_image_shape(case.model):
         return (
             at,
@@ -238,6 +261,23 @@ def problem(case, data: DataConfig | None, where: tuple) -> tuple[tuple, str] | 
         return at + ("classes",), f"{case.model} is a binary classifier: classes must be 2"
     if data.loader == "dali" and case.framework != "torch":
         return at + ("loader",), "loader: dali is implemented for torch only"
+    return None
+
+
+def _sklearn_problem(case, data: DataConfig, at: tuple) -> tuple[tuple, str] | None:
+    if not data.name:
+        return at + ("source",), f"source: sklearn needs name: one of {', '.join(SKLEARN_SETS)}"
+    if case.mode != "fit":
+        return ("matrix", "mode"), (
+            f"source: sklearn is a data set to train on: mode fit only (not {case.mode}); "
+            f"add to exclude: {{mode: {case.mode}}} or give this model an image data set"
+        )
+    if registry.takes_image_shape(case.model) and registry.model_kind(case.model) != "user":
+        return at + ("source",), f"{case.model} takes images: source sklearn gives feature vectors"
+    seed = registry.SEED_MODELS.get(case.model)
+    classes = SKLEARN_SETS[data.name][1]
+    if seed and seed.loss == "sparse categorical cross-entropy" and classes > 10:
+        return at + ("name",), f"{case.model} has 10 outputs: {data.name} has {classes} classes"
     return None
 
 

@@ -17,6 +17,10 @@ MODES = {
     "inference": "eval mode, no autograd: forward only",
     "train": "forward, loss, backward, optimizer step",
     "data": "the input pipeline alone (needs a data: pipeline): images/s, CPU use, per-worker rate",
+    "generate": "decoders: greedy generation with the KV cache, prefill timed apart from every single decode "
+    "token (prompt_len, new_tokens; batch_size = concurrent sequences): TTFT, time per output token, tokens/s",
+    "fit": "train on a data set (data:) to a validation target (fit:): learning curve, time and energy to "
+    "target; a compression variant's accuracy/F1 on the trained weights (benchbench.fit_spec)",
 }
 # Variants: a suite's ``variant:`` axis. A name may carry one parameter after a colon
 # (``prune:0.7``, ``compile:max-autotune``); the whole text is the variant (and so part of
@@ -28,6 +32,7 @@ _HOST_GPU = ["cpu", "cuda"]
 _BOTH = ["inference", "train"]
 _INF = ["inference"]
 _TRAIN = ["train"]
+_GEN = ["generate"]  # decoders' generate mode (benchbench.measure.generate)
 
 
 def _fw(devices, modes, why=None):
@@ -38,20 +43,23 @@ _FP16_CPU = "PyTorch's CPU fp16 convolution kernels are missing or slow referenc
 _CPU_INT8 = "int8 kernels (fbgemm/oneDNN) run on the CPU only"
 _PRUNED_INF = "the pruned model is measured for inference (training would refill the zeros)"
 _TRANSFER = "a transfer-learning variant: it only changes what trains (train mode only)"
+_TF_GEN = "generate mode runs on torch only (no per-token timed loop for keras_hub yet)"
+_TORCHAO = "torchao is PyTorch only"
+_TF_XLA = "device xla is XLA's CPU device through torch_xla (torch only); TensorFlow's XLA is the variant xla"
 VARIANTS = {
     "fp32": {
         "description": "full fp32; TF32 and reduced-precision reductions off (torch: eager; tensorflow: a tf.function)",
-        "torch": _fw(_ALL, _BOTH),
-        "tensorflow": _fw(_ALL, _BOTH),
+        "torch": _fw([*_ALL, "xla"], _BOTH + _GEN),
+        "tensorflow": _fw(_ALL, _BOTH, {"xla": _TF_XLA, "generate": _TF_GEN}),
     },
     "fp16": {
         "description": "the model and its inputs cast to float16 (Keras: the 'float16' dtype policy)",
-        "torch": _fw(["cuda"], _BOTH, {"cpu": _FP16_CPU}),
+        "torch": _fw(["cuda"], _BOTH + _GEN, {"cpu": _FP16_CPU}),
         "tensorflow": _fw(["cuda"], _BOTH, {"cpu": "TensorFlow's CPU float16 kernels are slow emulation; use bf16"}),
     },
     "bf16": {
         "description": "the model and its inputs cast to bfloat16 (Keras: the 'bfloat16' dtype policy)",
-        "torch": _fw(_HOST_GPU, _BOTH),
+        "torch": _fw(_HOST_GPU, _BOTH + _GEN),
         "tensorflow": _fw(_ALL, _BOTH),
     },
     "amp": {
@@ -81,7 +89,7 @@ VARIANTS = {
         "description": "torch.compile(mode=MODE); compile:MODE, MODE in default, reduce-overhead, "
         "max-autotune; compile time in cold_start.compile_s",
         "param": {"choices": ["default", "reduce-overhead", "max-autotune"], "default": "default"},
-        "torch": _fw(_HOST_GPU, _BOTH),
+        "torch": _fw(_HOST_GPU, _BOTH + _GEN),
         "tensorflow": None,
         "why_not": {"tensorflow": "use xla (tf.function(jit_compile=True))"},
     },
@@ -101,7 +109,7 @@ VARIANTS = {
         "description": "fp32, tf.function(jit_compile=True): XLA-compiled",
         "torch": None,
         "tensorflow": _fw(_ALL, _BOTH),
-        "why_not": {"torch": "use compile (torch.compile), or device: tpu for torch_xla"},
+        "why_not": {"torch": "use compile (torch.compile), or device: tpu / xla for torch_xla"},
     },
     "int8_dynamic": {
         "description": "dynamic int8 quantization of the Linear layers "
@@ -113,7 +121,8 @@ VARIANTS = {
         "why_not": {"tensorflow": "use tflite_dynamic"},
     },
     "int8_static": {
-        "description": "static post-training int8 (FX graph mode, x86 qconfig), calibrated on 4 seeded batches",
+        "description": "static post-training int8, calibrated on seeded batches: torchao PT2E (X86InductorQuantizer, "
+        "lowered by torch.compile) where it can annotate the model, else FX graph mode (x86 qconfig); the record says which",
         "torch": _fw(
             ["cpu"], _INF, {"cuda": _CPU_INT8, "tpu": _CPU_INT8, "train": "post-training quantization: inference only"}
         ),
@@ -169,6 +178,30 @@ VARIANTS = {
         "torch": _fw(["cuda"], _INF, {"cpu": "2:4 sparse kernels are CUDA-only (cuSPARSELt/CUTLASS)"}),
         "tensorflow": None,
         "why_not": {"tensorflow": "PyTorch only"},
+    },
+    "int8_weight": {
+        "description": "int8 weight-only quantization of the Linear layers through torchao (Int8WeightOnlyConfig, "
+        "per channel); the rest of the model and the activations in bfloat16",
+        "torch": _fw(_HOST_GPU, _INF + _GEN, {"train": "post-training quantization: inference and generate only"}),
+        "tensorflow": None,
+        "why_not": {"tensorflow": _TORCHAO},
+    },
+    "int4_weight": {
+        "description": "int4 weight-only quantization (groups of 128) of the Linear layers through torchao, activations "
+        "in bfloat16: CPU Int4OpaqueTensor (PrototypeInt4WeightOnlyConfig, tinygemm CPU kernel); CUDA "
+        "Int4WeightOnlyConfig tile_packed_to_4d (tinygemm)",
+        "torch": _fw(_HOST_GPU, _INF + _GEN, {"train": "post-training quantization: inference and generate only"}),
+        "tensorflow": None,
+        "why_not": {"tensorflow": _TORCHAO},
+    },
+    "sdpa": {
+        "description": "bfloat16 (as bf16) with attention forced to one scaled-dot-product backend: sdpa:BACKEND, "
+        "BACKEND in math, flash, efficient, cudnn (torch.nn.attention.sdpa_kernel); without it torch chooses, "
+        "and every token-model record says which ran (runtime.sdpa)",
+        "param": {"choices": ["math", "flash", "efficient", "cudnn"], "default": "math"},
+        "torch": _fw(_HOST_GPU, _BOTH + _GEN),
+        "tensorflow": None,
+        "why_not": {"tensorflow": "PyTorch's scaled_dot_product_attention backends"},
     },
     "frozen_backbone": {
         "description": "transfer learning: only the classifier head trains, the backbone is frozen",
@@ -229,6 +262,11 @@ def variant_support(framework: str, variant: str, device: str, mode: str) -> str
     None when the table allows it (the backend may still skip on what only the machine knows)."""
     if mode == "data" and variant == "fp32":  # the loader alone: no model, no variant (benchbench.pipelines)
         return None
+    if mode == "fit":  # fp32 and the transfer pair train; any other variant is applied to the trained fp32 model
+        base = split_variant(variant)[0]
+        trains = base in ("fp32", "frozen_backbone", "finetune")
+        why = variant_support(framework, variant, device, "train" if trains else "inference")
+        return f"mode fit: {why}" if why else None
     problem = variant_problem(variant)
     if problem:
         return problem
@@ -256,8 +294,9 @@ DEVICES = {
     "cpu": "the host CPU",
     "cuda": "the first visible NVIDIA GPU (cuda:N for another)",
     "tpu": "a TPU (torch: torch_xla; tensorflow: TPUClusterResolver + TPUStrategy)",
+    "xla": "XLA's CPU device through torch_xla (PJRT_DEVICE=CPU; torch only): the torch_xla path without a TPU",
 }
-DEVICE_RE = re.compile(r"^(cpu|tpu|cuda(:\d+)?)$")
+DEVICE_RE = re.compile(r"^(cpu|tpu|xla|cuda(:\d+)?)$")
 USER_MODEL_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 TIMM_PREFIX = "timm:"
 
@@ -331,10 +370,53 @@ SEED_MODELS = {
 DEFAULT_IMAGE_SHAPE = (3, 224, 224)
 
 
+@dataclass(frozen=True)
+class TransformerModel:
+    """A transformer preset: a published architecture with random weights, fed seeded token ids
+    (hyperparameters: ``benchbench.models.transformers_presets``)."""
+
+    name: str
+    kind: str  # "encoder" | "decoder" (only decoders generate)
+    published_params: int  # as its authors state it (tests hold the built model to it)
+    description: str
+
+
+TRANSFORMER_MODELS = {
+    m.name: m
+    for m in (
+        TransformerModel("tiny_encoder", "encoder", 202_688, "a 2-layer BERT-shaped encoder for tests (hidden 64)"),
+        TransformerModel("tiny_decoder", "decoder", 656_000, "a 2-layer Llama-shaped decoder for tests (hidden 128, GQA)"),
+        TransformerModel("bert_base", "encoder", 110_000_000, "BERT-base-like encoder: 12 layers, hidden 768, 12 heads (110M)"),
+        TransformerModel("gpt2_small", "decoder", 124_000_000, "GPT-2-small-like decoder: 12 layers, hidden 768 (124M)"),
+        TransformerModel("llama_1b", "decoder", 1_230_000_000, "Llama-3.2-1B-like decoder: 16 layers, hidden 2048, "
+                         "32 query / 8 KV heads, vocabulary 128256 (1.23B)"),
+    )
+}  # fmt: skip
+DEFAULT_SEQ_LEN = 128  # token models in inference and train
+DEFAULT_PROMPT_LEN = 128  # generate
+DEFAULT_NEW_TOKENS = 32  # generate
+
+
+def token_axes(model: str, mode: str, seq_len: int | None, prompt_len: int | None, new_tokens: int | None):
+    """The token axes a case keeps, ``(seq_len, prompt_len, new_tokens)``, or None when the case
+    takes no token ids. A transformer preset always does; a user's ``module:callable`` does in
+    generate mode or when the case names a ``seq_len``; nothing else does (a vision model drops
+    the axes). Generate keeps prompt_len and new_tokens, the other modes seq_len, each with its
+    default where the suite gives none."""
+    kind = model_kind(model)
+    if not (kind == "transformer" or (kind == "user" and (mode == "generate" or seq_len is not None))):
+        return None
+    if mode == "generate":
+        return None, prompt_len or DEFAULT_PROMPT_LEN, new_tokens or DEFAULT_NEW_TOKENS
+    return seq_len or DEFAULT_SEQ_LEN, None, None
+
+
 def model_kind(name: str) -> str:
-    """ "seed", "timm", "user" or "zoo" (a torchvision or keras.applications name), by the name's form."""
+    """ "seed", "transformer", "timm", "user" or "zoo" (a torchvision or keras.applications name), by the name's form."""
     if name in SEED_MODELS:
         return "seed"
+    if name in TRANSFORMER_MODELS:
+        return "transformer"
     if name.startswith(TIMM_PREFIX):
         return "timm"
     if ":" in name:
@@ -344,10 +426,12 @@ def model_kind(name: str) -> str:
 
 def default_input_shape(model: str) -> tuple[int, ...]:
     seed = SEED_MODELS.get(model)
+    if model in TRANSFORMER_MODELS:  # token ids: (seq_len,)
+        return (DEFAULT_SEQ_LEN,)
     return seed.input_shape if seed else DEFAULT_IMAGE_SHAPE
 
 
 def takes_image_shape(model: str) -> bool:
     """Whether a suite-wide ``input_shape`` applies to this model (image models only)."""
     seed = SEED_MODELS.get(model)
-    return seed is None or seed.kind == "image"
+    return (seed is None or seed.kind == "image") and model not in TRANSFORMER_MODELS

@@ -53,6 +53,12 @@ class Record:
     # process's n, median, interval, pid, start, block size (benchbench.measure.combine); {} in records
     # written before processes were combined
     processes: dict = field(default_factory=dict)
+    # mode fit (benchbench.measure.fit): the learning curve, time/samples/energy to target, or a
+    # variant's accuracy, precision, recall and F1 against fp32's on the validation part; {} otherwise
+    quality: dict = field(default_factory=dict)
+    # mode generate (benchbench.measure.generate): TTFT, time per output token and end-to-end statistics,
+    # token rates, KV-cache and weight bytes, prefill FLOPs; {} otherwise
+    generate: dict = field(default_factory=dict)
     started_at: str | None = None  # ISO 8601, UTC
     ended_at: str | None = None
     duration_s: float | None = None  # whole case: worker start to record

@@ -30,10 +30,16 @@ GOLDEN = FIXTURES / "golden"
 # "timing"): each one deliberate, with the change that added it named beside it.
 ADDED_IN_SCHEMA: dict[str, set[str]] = {
     # issue 16 (several worker processes per case): the processes block, and what the interval covers
-    "top": {"processes"},
+    "top": {"processes"}
+    # issue 20: mode generate's block (TTFT, TPOT, token rates, KV-cache and weight bytes); {} otherwise
+    | {"generate"}
+    # issue 19: mode fit's block (learning curve, time to target, a variant's accuracy/F1); {} otherwise
+    | {"quality"},
     "stats": {"interval_scope", "processes"},
     # issue 16: present only when a case's processes chose different block sizes
-    "timing": {"block_sizes"},
+    "timing": {"block_sizes"}
+    # issue 17: what p50…p99 are of (single iterations, or block means: then no latency p99)
+    | {"percentiles_of"},
 }
 
 ONE_CASE_SUITE = """\

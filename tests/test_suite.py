@@ -63,7 +63,7 @@ MALFORMED = [
         [
             "s.yaml:5: matrix.devices: unknown key 'devices'; did you mean 'device'? ('devices: N', the "
             "data-parallel device count, is a setting under defaults: or models: NAME:) "
-            "(allowed: framework, model, batch_size, device, mode, variant)"
+            "(allowed: framework, model, batch_size, device, mode, variant, seq_len, prompt_len, new_tokens)"
         ],
     ),
     (
@@ -72,7 +72,7 @@ MALFORMED = [
         [
             "s.yaml:5: matrix.min_time: unknown key 'min_time'; it is a measurement setting: "
             "put it under defaults: (or models: NAME:) "
-            "(allowed: framework, model, batch_size, device, mode, variant)"
+            "(allowed: framework, model, batch_size, device, mode, variant, seq_len, prompt_len, new_tokens)"
         ],
     ),
     (
@@ -96,12 +96,16 @@ MALFORMED = [
     (
         "unknown device",
         GOOD + "  device: [cpu, gpu]\n",
-        ["s.yaml:5: matrix.device[1]: unknown device 'gpu'; did you mean 'cuda'? (allowed: cpu, cuda, cuda:N, tpu)"],
+        [
+            "s.yaml:5: matrix.device[1]: unknown device 'gpu'; did you mean 'cuda'? (allowed: cpu, cuda, cuda:N, tpu, xla)"
+        ],
     ),
     (
         "unknown mode",
         GOOD + "  mode: training\n",
-        ["s.yaml:5: matrix.mode: unknown mode 'training'; did you mean 'train'? (allowed: inference, train, data)"],
+        [
+            "s.yaml:5: matrix.mode: unknown mode 'training'; did you mean 'train'? (allowed: inference, train, data, generate, fit)"
+        ],
     ),
     (
         "unknown variant",
@@ -169,7 +173,7 @@ MALFORMED = [
         GOOD + "exclude:\n  - {}\n",
         [
             "s.yaml:6: exclude[0]: an empty entry would drop every case: name at least one axis "
-            "(framework, model, batch_size, device, mode, variant)"
+            "(framework, model, batch_size, device, mode, variant, seq_len, prompt_len, new_tokens)"
         ],  # fmt: skip
     ),
     (
@@ -393,7 +397,7 @@ MALFORMED = [
         """,
         [
             "s.yaml:4: matrix.batch_size[0]: must be >= 1, got 0",
-            "s.yaml:5: matrix.mode[1]: unknown mode 'trian'; did you mean 'train'? (allowed: inference, train, data)",
+            "s.yaml:5: matrix.mode[1]: unknown mode 'trian'; did you mean 'train'? (allowed: inference, train, data, generate, fit)",
             "s.yaml:7: defaults.min_time: must be >= 0, got -1",
         ],
     ),

@@ -852,3 +852,144 @@ def test_worker_samples_the_timed_window_not_the_warm_up(fake_worker):
     assert rec.timing["warmup_iters"] >= 3
     assert calls_at_poll[0] == untimed  # the opening reading: after warm-up, before the first timed step
     assert calls_at_poll[-1] == untimed + rec.timing["iterations"]  # the closing one: after the last
+
+
+# ------------------------------------------------------- issue 17: every device, settled idle
+
+
+class TimedNvml(FakeNvml):
+    """FakeNvml whose GPUs draw constant power on a fake clock (the energy counter is
+    watts × time), found by UUID, PCI bus id, or as MIG slices of a parent GPU."""
+
+    def __init__(self, gpus, migs=None):
+        super().__init__(gpus)
+        self.migs = migs or {}  # "MIG-…" uuid -> index of the parent GPU
+
+    def nvmlDeviceGetHandleByPciBusId(self, bus):
+        for g in self.gpus:
+            if g["pci"] == bus:
+                return g
+        raise self.NVMLError("Not Found")
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        if uuid in self.migs:
+            return {"mig_of": self.migs[uuid]}
+        raise self.NVMLError("Not Found")
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, h):
+        return self.gpus[h["mig_of"]]
+
+
+def _timed_gpu(uuid, pci, watts, fake: FakeTime):
+    return {"uuid": uuid, "name": "NVIDIA H100 80GB HBM3", "pci": pci, "power_mw": lambda: watts * 1000,
+            "energy_mj": lambda: 1_000_000 + watts * fake.now * 1000}  # fmt: skip
+
+
+def _window_energy(sources, missing, fake: FakeTime, t0=10.0, t1=14.0, samples=400):
+    tel = Telemetry(sources, missing, hz=10, device_kind="cuda", clock=fake.clock,
+                    sleep=lambda timeout, stop: stop.wait())  # fmt: skip
+    with tel:
+        fake.now = t0
+        with tel.window() as clock:
+            fake.now = t1
+            clock()
+        return tel.report(samples=samples, timed_wall_s=t1 - t0)
+
+
+C = "GPU-cccccccc-9999-0000-1111-222222222222"
+
+
+def test_a_case_on_several_gpus_reads_every_rank_gpu_and_sums_them(monkeypatch):
+    fake = FakeTime()
+    gpus = TimedNvml([_timed_gpu(A, "00000000:1B:00.0", 100, fake), _timed_gpu(B, "00000000:3B:00.0", 300, fake),
+                      _timed_gpu(C, "00000000:5E:00.0", 999, fake)])  # fmt: skip
+    monkeypatch.setattr(nvml, "load", lambda: gpus)
+    # torch: rank 0 records every rank's GPU UUID (runtime.device_uuids); the third GPU is not the case's
+    sources, missing = tm.open_sources("cuda", {"device_uuid": A[4:], "device_uuids": [A[4:], B[4:]]})
+    assert sorted(s.name for s in sources if s.domain == "gpu") == ["nvml[0]", "nvml[1]"]
+    telemetry, energy = _window_energy(sources, missing, fake)
+    gpu = energy["gpu"]
+    assert gpu["source"] == "nvml-energy-counter" and gpu["energy_j"] == pytest.approx(400 * 4.0)
+    assert gpu["avg_w"] == pytest.approx(400.0) and gpu["j_per_sample"] == pytest.approx(4.0)
+    assert [(d["name"], d["device_id"], d["energy_j"]) for d in gpu["devices"]] == [
+        ("nvml[0]", A, pytest.approx(400.0)), ("nvml[1]", B, pytest.approx(1200.0))]  # fmt: skip
+    assert "the sum over 2 devices" in gpu["note"]
+    assert telemetry["summary"]["nvml[1].power_w"]["mean"] == pytest.approx(300.0)
+    assert gpus.inits == 0  # every source closed
+
+
+def test_mirrored_strategy_gpus_are_found_by_pci_bus_id(monkeypatch):
+    fake = FakeTime()
+    gpus = TimedNvml([_timed_gpu(A, "00000000:1B:00.0", 100, fake), _timed_gpu(B, "00000000:3B:00.0", 300, fake)])
+    monkeypatch.setattr(nvml, "load", lambda: gpus)
+    # TensorFlow: no UUIDs, the PCI bus ids of GPU:0…N-1 (runtime.device_pci_bus_ids)
+    runtime = {"device_pci_bus_id": "00000000:1B:00.0", "device_pci_bus_ids": ["00000000:1B:00.0", "00000000:3B:00.0"]}
+    sources, missing = tm.open_sources("cuda", runtime)
+    _, energy = _window_energy(sources, missing, fake)
+    assert energy["gpu"]["energy_j"] == pytest.approx(1600.0) and len(energy["gpu"]["devices"]) == 2
+
+
+def test_a_gpu_of_several_that_cannot_be_read_leaves_the_sum_unavailable_naming_it(monkeypatch):
+    fake = FakeTime()
+    gpus = TimedNvml([_timed_gpu(A, "00000000:1B:00.0", 100, fake)])
+    monkeypatch.setattr(nvml, "load", lambda: gpus)
+    sources, missing = tm.open_sources("cuda", {"device_uuids": [A, B]})
+    assert set(missing) == {"nvml[1]", "rapl"} or set(missing) == {"nvml[1]"}
+    _, energy = _window_energy(sources, missing, fake)
+    gpu = energy["gpu"]
+    assert gpu["source"] == "unavailable" and gpu["energy_j"] is None
+    assert gpu["reason"].startswith("nvml[1]: no GPU seen by NVML has UUID")
+    assert gpu["devices"][0]["energy_j"] == pytest.approx(400.0)  # the one read stays listed
+
+
+def test_a_mig_slice_says_its_energy_is_the_whole_gpus_and_two_slices_count_once(monkeypatch):
+    fake = FakeTime()
+    gpus = TimedNvml([_timed_gpu(A, "00000000:1B:00.0", 250, fake)],
+                     migs={"MIG-1111": 0, "MIG-2222": 0})  # fmt: skip
+    monkeypatch.setattr(nvml, "load", lambda: gpus)
+    sources, missing = tm.open_sources("cuda", {"device_uuid": "MIG-1111"})
+    _, energy = _window_energy(sources, missing, fake)
+    assert energy["gpu"]["energy_j"] == pytest.approx(1000.0)
+    assert "MIG instance" in energy["gpu"]["note"] and "whole GPU" in energy["gpu"]["note"]
+    # a two-device case on two slices of one GPU: the GPU's counter once, not twice
+    sources, missing = tm.open_sources("cuda", {"device_uuids": ["MIG-1111", "MIG-2222"]})
+    assert [s.name for s in sources if s.domain == "gpu"] == ["nvml[0]"]
+    _, energy = _window_energy(sources, missing, fake)
+    assert energy["gpu"]["energy_j"] == pytest.approx(1000.0)
+    assert "nvml[1] is on the same GPU" in energy["gpu"]["note"] and "whole GPU" in energy["gpu"]["note"]
+    assert gpus.inits == 0
+
+
+def test_idle_baseline_waits_for_power_to_settle_after_the_build():
+    fake = FakeTime()
+    # clocks still raised right after the build: 120 W for 4 s, then 30 W at idle
+    src = FakeSource(read=lambda t: (120.0 if t < 4 else 30.0,), fake=fake)
+
+    def pause(seconds):
+        fake.now += seconds
+
+    tel = Telemetry([src], {}, hz=10, idle_baseline_s=1.0, clock=fake.clock,
+                    sleep=lambda timeout, stop: stop.wait(), pause=pause)  # fmt: skip
+    with tel:
+        tel.idle_baseline()
+        fake.now = 20.0
+        with tel.window() as clock:
+            fake.now = 22.0
+            clock()
+        telemetry, energy = tel.report(samples=10, timed_wall_s=2.0)
+    assert energy["cpu"]["idle_w"] == pytest.approx(30.0)  # not the 120 W of the first windows
+    settle = telemetry["idle_settle"]
+    assert settle["settled"] is True and settle["settle_s"] == pytest.approx(5.0)
+    assert settle["windows_w"][:3] == [pytest.approx(120.0)] * 3 and settle["windows_w"][-1] == pytest.approx(30.0)
+    assert telemetry["idle_baseline_s"] == pytest.approx(1.0)
+
+
+def test_idle_baseline_that_never_settles_says_so():
+    fake = FakeTime()
+    src = FakeSource(read=lambda t: (100.0 + 20.0 * (int(t) % 2),), fake=fake)  # 100 / 120 W, alternating
+
+    tel = Telemetry([src], {}, hz=5, idle_baseline_s=1.0, clock=fake.clock,
+                    sleep=lambda timeout, stop: stop.wait(), pause=lambda s: setattr(fake, "now", fake.now + s))  # fmt: skip
+    tel.idle_baseline()
+    assert tel.idle_settle["settled"] is False
+    assert tel.idle_settle["settle_s"] + 1.0 == pytest.approx(tm.IDLE_SETTLE_MAX_S, abs=1.0)

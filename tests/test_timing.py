@@ -119,20 +119,34 @@ def test_min_iters_wins_over_max_time():
 
 def test_fast_steps_are_timed_in_blocks():
     clock = FakeClock()
-    step, calls = stepper(clock, itertools.repeat(1e-5))
+    step, calls = stepper(clock, itertools.repeat(2e-7))
     s = Settings(warmup_iters=3, min_time=0.05, max_time=1.0, min_iters=10)
     t = measure(step, s, clock=clock)
-    assert t.block_size == choose_block_size(1e-5) == 100
-    assert t.iterations == len(t.samples) * 100
-    assert all(abs(x - 1e-5) < 1e-12 for x in t.samples)
+    assert t.block_size == choose_block_size(2e-7) == 50
+    assert t.iterations == len(t.samples) * 50
+    assert all(abs(x - 2e-7) < 1e-12 for x in t.samples)
+    assert t.percentiles_of == "block means of 50 iterations: not latency percentiles"
     # first call + warm-up (2 settle checks need ≥ 3 here) + timed iterations
     assert len(calls) == 1 + t.warmup_iters + t.iterations
 
 
 def test_block_size_rule():
+    """Single iterations whenever the clock's cost (~0.1 µs a reading) is at most 1% of one:
+    from 10 µs up; shorter iterations in blocks of at least 10 µs."""
     assert choose_block_size(0.5) == 1
     assert choose_block_size(1e-3) == 1
-    assert choose_block_size(2.5e-4) == 4
+    assert choose_block_size(2.5e-4) == 1  # 250 µs: timed in blocks of 4 before issue 17
+    assert choose_block_size(1e-5) == 1
+    assert choose_block_size(2.5e-6) == 4
+    assert choose_block_size(1e-7) == 100
+
+
+def test_single_iterations_are_labelled_as_such():
+    clock = FakeClock()
+    step, _ = stepper(clock, itertools.repeat(15e-6))  # batch-1 seed_mlp on a CPU: ~15 µs
+    t = measure(step, Settings(warmup_iters=2, min_time=0.01, min_iters=10), clock=clock)
+    assert t.block_size == 1 and t.percentiles_of == "single iterations"
+    assert t.to_dict()["percentiles_of"] == "single iterations"
 
 
 def test_timed_window_hook_brackets_the_timed_iterations_only():

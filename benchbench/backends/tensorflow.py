@@ -147,22 +147,77 @@ def _set_fp32_math(variant: str) -> dict:
     }
 
 
+def set_autotune(on: bool, environ=None) -> dict:
+    """The ``autotune`` setting: TensorFlow's cuDNN autotuning (``TF_CUDNN_USE_AUTOTUNE``, on by
+    default: each convolution's algorithms are timed on first use, in the first iteration and
+    warm-up), set before the runtime makes its first convolution kernel. XLA's GPU autotuning
+    (``--xla_gpu_autotune_level``, the ``xla`` variant) is left at XLA's default either way."""
+    env = os.environ if environ is None else environ
+    env["TF_CUDNN_USE_AUTOTUNE"] = "1" if on else "0"
+    return {
+        "autotune": bool(on),
+        "TF_CUDNN_USE_AUTOTUNE": env["TF_CUDNN_USE_AUTOTUNE"],
+        "autotune_note": "cuDNN convolution autotuning (TF_CUDNN_USE_AUTOTUNE) in the first iteration and "
+        "warm-up; XLA's own GPU autotuning (xla variant) stays at its default",
+    }
+
+
 def _checksum(outputs):
     """A scalar that depends on every output: what a timed step copies to the host."""
     return tf.add_n([tf.reduce_sum(tf.cast(t, tf.float32)) for t in tf.nest.flatten(outputs)])
 
 
-def _pci_bus_id() -> str | None:
-    """The PCI bus id of the (only visible) GPU: how NVML's view is matched, not the index."""
+def _pci_bus_ids() -> list[str | None]:
+    """The PCI bus ids of the visible GPUs, in TensorFlow's order (GPU:0, GPU:1 …): how NVML's
+    view is matched, not the index."""
     from tensorflow.python.client import device_lib
 
+    out: list[str | None] = []
     for dev in device_lib.list_local_devices():
         if dev.device_type == "GPU":
+            bus = None
             for part in dev.physical_device_desc.split(","):
                 key, _, value = part.partition(":")
                 if key.strip() == "pci bus id":
-                    return value.strip()
-    return None
+                    bus = value.strip()
+            out.append(bus)
+    return out
+
+
+def _pci_bus_id() -> str | None:
+    """The PCI bus id of the (first) visible GPU."""
+    ids = _pci_bus_ids()
+    return ids[0] if ids else None
+
+
+def device_peaks(names: list[str], memory_info) -> dict:
+    """The allocator's peak on every device a case ran on (``memory_info(name)``:
+    ``tf.config.experimental.get_memory_info``): one device's as the figure; for several
+    (MirroredStrategy's replicas) the largest as the figure, each in ``device_peaks`` and the
+    sum beside them — never GPU:0's alone without saying so."""
+    peaks = []
+    for name in names:
+        try:
+            peaks.append(int(memory_info(name)["peak"]))
+        except Exception as e:  # an allocator that keeps no statistics
+            return {
+                "device_peak_allocated_bytes": None,
+                "device_peak_reserved_bytes": None,
+                "device_memory_reason": f"tf.config.experimental.get_memory_info({name!r}): {type(e).__name__}: {e}",
+            }
+    source = ("tf.config.experimental.get_memory_info peak over warm-up and timed window (allocator growth on); "
+              "TensorFlow does not expose its reserved pool size")  # fmt: skip
+    if len(names) == 1:
+        return {"device_peak_allocated_bytes": peaks[0], "device_peak_reserved_bytes": None,
+                "device_memory_source": source}  # fmt: skip
+    return {
+        "device_peak_allocated_bytes": max(peaks),
+        "device_peak_reserved_bytes": None,
+        "device_peaks": [{"device": n, "peak_allocated_bytes": p} for n, p in zip(names, peaks)],
+        "device_peak_allocated_sum_bytes": sum(peaks),
+        "device_memory_source": f"{source}; the largest of the {len(names)} devices' peaks (MirroredStrategy "
+        f"replicas), each in device_peaks, their sum in device_peak_allocated_sum_bytes",
+    }
 
 
 def _serialized(model) -> tuple[int, str]:
@@ -358,10 +413,19 @@ class TensorFlowBackend:
 
         variant = tf_variants.resolve(case)  # Skip where tensorflow cannot run it
         set_threads(*thread_counts(case.threads))  # before anything below starts the runtime
+        autotune = set_autotune(case.settings.autotune)  # before the first convolution kernel is made
         device = self._device(case)
         variant.check_device(device.kind)
-        math_modes = _set_fp32_math(variant.base)
+        math_modes = {**_set_fp32_math(variant.base), **autotune}
         keras.utils.set_random_seed(case.settings.seed)
+        if case.seq_len or case.prompt_len:  # token models (keras_hub presets): benchbench.backends.tf_tokens
+            from benchbench.backends import tf_tokens
+
+            base = {"framework": "tensorflow", "versions": _versions(), "device_name": cpu_model(),
+                    "device_type": device.kind, "tf_device": device.name, "math_modes": math_modes,
+                    "threads": tf.config.threading.get_intra_op_parallelism_threads(),
+                    "interop_threads": tf.config.threading.get_inter_op_parallelism_threads()}  # fmt: skip
+            return tf_tokens.prepare(case, device, base, _checksum, _serialized)
         rng = np.random.default_rng(case.settings.seed)
         shape = keras_models.keras_input_shape(case.input_shape)
 
@@ -403,7 +467,10 @@ class TensorFlowBackend:
         if device.kind == "cuda":
             details = tf.config.experimental.get_device_details(tf.config.get_visible_devices("GPU")[0])
             runtime["device_name"] = details.get("device_name")
-            runtime["device_pci_bus_id"] = _pci_bus_id()
+            buses = _pci_bus_ids()
+            runtime["device_pci_bus_id"] = buses[0] if buses else None
+            if case.devices > 1:  # MirroredStrategy over GPU:0…N-1: telemetry reads each of them
+                runtime["device_pci_bus_ids"] = buses[: case.devices]
         elif device.kind == "tpu":
             runtime["device_name"] = "TPU"
             runtime["tpu_replicas"] = device.strategy.num_replicas_in_sync
@@ -474,10 +541,16 @@ class TensorFlowBackend:
             call(*args).numpy()
             device.sync()
 
+        # every device the case runs on: MirroredStrategy's replicas are GPU:0…N-1
+        kind_name = device.name.lstrip("/").split(":")[0]
+        memory_devices = [f"{kind_name}:{i}" for i in range(case.devices)] if case.devices > 1 else [
+            device.name.lstrip("/")]  # fmt: skip
+
         def reset_peak():
             if device.kind in ("cuda", "tpu"):
-                with contextlib.suppress(Exception):
-                    tf.config.experimental.reset_memory_stats(device.name.lstrip("/"))
+                for name in memory_devices:
+                    with contextlib.suppress(Exception):
+                        tf.config.experimental.reset_memory_stats(name)
 
         def device_memory() -> dict:
             if device.kind == "cpu":
@@ -486,20 +559,7 @@ class TensorFlowBackend:
                     "device_peak_reserved_bytes": None,
                     "device_memory_reason": "cpu case: no device allocator (host RSS covers it)",
                 }
-            try:
-                peak = tf.config.experimental.get_memory_info(device.name.lstrip("/"))["peak"]
-            except Exception as e:  # an allocator that keeps no statistics
-                return {
-                    "device_peak_allocated_bytes": None,
-                    "device_peak_reserved_bytes": None,
-                    "device_memory_reason": f"tf.config.experimental.get_memory_info: {type(e).__name__}: {e}",
-                }
-            return {
-                "device_peak_allocated_bytes": peak,
-                "device_peak_reserved_bytes": None,
-                "device_memory_source": "tf.config.experimental.get_memory_info peak over warm-up and "
-                "timed window (allocator growth on); TensorFlow does not expose its reserved pool size",
-            }
+            return device_peaks(memory_devices, tf.config.experimental.get_memory_info)
 
         def model_facts() -> dict:
             trainable, frozen = keras_models.param_counts(model)

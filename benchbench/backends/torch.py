@@ -29,8 +29,18 @@ def _versions() -> dict:
         except Exception:  # not installed: not a version
             out[pkg] = None
     out["cuda"] = torch.version.cuda
+    # ROCm build: AMD GPUs through the same torch.cuda API and `cuda` device (telemetry: AMD SMI)
+    out["hip"] = getattr(torch.version, "hip", None)
     out["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     return out
+
+
+def _pci_bus_id(props) -> str | None:
+    """``DDDD:BB:DD.0`` of a GPU from its device properties (what NVML and AMD SMI match on)."""
+    try:
+        return f"{int(props.pci_domain_id):04x}:{int(props.pci_bus_id):02x}:{int(props.pci_device_id):02x}.0"
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def _cuda_devices() -> dict:
@@ -45,6 +55,7 @@ def _cuda_devices() -> dict:
                 "name": p.name,
                 "memory_bytes": p.total_memory,
                 "uuid": str(getattr(p, "uuid", "")) or None,
+                "pci_bus_id": _pci_bus_id(p),
                 "capability": f"{p.major}.{p.minor}",
             }
         )
@@ -66,33 +77,143 @@ def _tpu() -> dict:
     return {"available": True}
 
 
-def _sync_fn(device: torch.device):
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    if device.type == "mps":
-        return torch.mps.synchronize
-    if device.type == "xla":
+def _xla_device(kind: str):
+    """torch_xla's device for ``tpu`` (a TPU) or ``xla`` (XLA's CPU device: ``PJRT_DEVICE=CPU``,
+    set here before torch_xla's runtime starts); Skip with the reason where there is none."""
+    if kind == "xla":
+        os.environ["PJRT_DEVICE"] = "CPU"
+        want = "CPU"
+    else:
+        want = "TPU"
+    try:
         import torch_xla
+        import torch_xla.runtime as xr
+    except ImportError:
+        raise Skip(
+            f"device {kind}: torch_xla is not installed (pip install torch-xla, with its matching torch)"
+        ) from None
+    have = xr.device_type()
+    if have != want:
+        raise Skip(f"device {kind}: torch_xla's runtime runs on {have}, not {want} (PJRT_DEVICE)")
+    return torch_xla.device()
 
-        return torch_xla.sync
-    return lambda: None  # eager CPU ops have finished when they return
+
+def _xla_cpu() -> dict:
+    """XLA's CPU device (``device: xla``): there wherever torch_xla is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch_xla") is None:
+        return {"available": False, "reason": "torch_xla is not installed (device xla is XLA's CPU device through it)"}
+    return {"available": True, "name": f"XLA CPU device on {cpu_model()}"}
 
 
-def _set_fp32_math() -> dict:
-    """fp32 means fp32: TF32 and reduced-precision reductions off; say which modes were on."""
+def _sync_fn(device: torch.device, xla=None, xm=None):
+    """A function that returns once ``device`` has finished the work queued so far. Its
+    arguments are the values the step computed: they stay referenced through the call, which
+    torch_xla needs — its tensors are lazy, and ``torch_xla.sync`` runs the pending graph only
+    for values something still holds (a discarded output would never be computed). Its default
+    ``wait=False`` returns as soon as the graph is launched; and even ``wait=True`` returned
+    before XLA's CPU device had run the graph (torch_xla 2.9, 4 Linear 512 layers: 0.12 ms a
+    step at batch 256 and at 1024 alike, against 4.8 and 16.4 ms with the wait below), so
+    ``xm.wait_device_ops()`` follows: it returns when the device's queue is empty.
+    ``xla``, ``xm``: torch_xla and torch_xla.core.xla_model (fakes in tests)."""
+    if device.type == "cuda":
+        return lambda *keep: torch.cuda.synchronize(device)
+    if device.type == "mps":
+        return lambda *keep: torch.mps.synchronize()
+    if device.type == "xla":
+        if xla is None:
+            import torch_xla as xla
+        if xm is None:
+            import torch_xla.core.xla_model as xm
+
+        def xla_sync(*keep) -> None:
+            xla.sync(wait=True)  # ``keep`` is alive here: its graph is cut and launched...
+            xm.wait_device_ops()  # ...and this returns once the device has run it
+
+        return xla_sync
+    return lambda *keep: None  # eager CPU ops have finished when they return
+
+
+def xla_memory(device, on_tpu: bool, xm=None) -> dict:
+    """Device memory of a torch_xla case: the allocator's peak where torch_xla reports one (a
+    TPU's HBM, which host RSS does not include); on XLA's CPU device the buffers are host memory,
+    which the host RSS covers. ``xm``: torch_xla.core.xla_model (a fake in tests)."""
+    out: dict = {"device_peak_allocated_bytes": None, "device_peak_reserved_bytes": None}
+    try:
+        if xm is None:
+            import torch_xla.core.xla_model as xm
+        info = xm.get_memory_info(device)
+        peak = info.get("peak_bytes_used")
+        if peak is None:
+            raise KeyError("peak_bytes_used")
+    except Exception as e:  # XLA's CPU device: UNIMPLEMENTED (GetAllocatorStats)
+        why = f"torch_xla reports no allocator statistics ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+        if on_tpu:
+            out["device_memory_reason"] = f"{why}: the TPU's HBM is not in the host RSS, so its peak is unknown"
+        else:
+            out["device_memory_reason"] = (
+                f"{why}; XLA's CPU device keeps its buffers in host memory: host RSS covers them"
+            )
+        return out
+    out["device_peak_allocated_bytes"] = int(peak)
+    out["device_memory_source"] = (
+        "torch_xla.core.xla_model.get_memory_info peak_bytes_used: the allocator's peak since the runtime "
+        "started (model build included: torch_xla cannot reset it)"
+    )
+    return out
+
+
+AUTOTUNE_NOTE = (
+    "cudnn.benchmark: cuDNN times its convolution algorithms for each new input shape on first use "
+    "— in the first iteration and warm-up, never in the timed window"
+)
+
+
+def _set_math(variant: str, autotune: bool, device: torch.device, xla_backends=None) -> None:
+    """Precision and speed settings before the model is built. fp32 means fp32 (DESIGN.md):
+    TF32 off and float32 matmuls at ``highest`` for every variant but ``tf32`` (which sets its
+    own), and for ``fp32`` the fp16/bf16 reduced-precision reductions off too. Every other
+    variant keeps PyTorch's default for those reductions (on): it is measured as users run it.
+    ``cudnn.benchmark`` follows the case's ``autotune`` setting (default on) for every variant.
+    On XLA, fp32 matmuls and convolutions at ``highest`` precision for ``fp32`` (torch_xla's
+    default on a TPU computes them in bf16 passes); other variants keep torch_xla's default."""
+    from benchbench.registry import split_variant
+
+    base = split_variant(variant)[0]
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
-    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
     torch.set_float32_matmul_precision("highest")
-    torch.backends.cudnn.benchmark = False
-    return {
+    strict = base == "fp32"
+    torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = not strict
+    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = not strict
+    torch.backends.cudnn.benchmark = bool(autotune)
+    if device.type == "xla" and strict:
+        if xla_backends is None:
+            import torch_xla.backends as xla_backends
+        xla_backends.set_mat_mul_precision("highest")
+
+
+def _math_modes(autotune: bool, device: torch.device, xla_backends=None) -> dict:
+    """The math modes as they are now (read back, not as intended): after the variant applied."""
+    fp16 = torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction
+    bf16 = torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction
+    modes = {
         "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
         "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "reduced_precision_reduction": False,
+        "cuda.matmul.allow_fp16_reduced_precision_reduction": bool(fp16),
+        "cuda.matmul.allow_bf16_reduced_precision_reduction": bool(bf16),
+        "reduced_precision_reduction": bool(fp16 or bf16),
         "cudnn.benchmark": torch.backends.cudnn.benchmark,
+        "autotune": bool(autotune),
+        "autotune_note": AUTOTUNE_NOTE,
     }
+    if device.type == "xla":
+        if xla_backends is None:
+            import torch_xla.backends as xla_backends
+        modes["xla.mat_mul_precision"] = xla_backends.get_mat_mul_precision()
+    return modes
 
 
 def _serialized_bytes(model: torch.nn.Module) -> int:
@@ -130,6 +251,39 @@ def _flops_per_sample(model, x_one) -> int:
     return int(counter.get_total_flops())
 
 
+TRAIN_FLOPS_NOTE = (
+    "forward + backward per sample of a train step, counted by torch.utils.flop_counter.FlopCounterMode on a "
+    "real forward and backward in train mode (convolutions and matmuls, FLOPs = 2 × multiply-accumulates); the "
+    "backward differentiates only the parameters that require grad, as the step does (a frozen backbone's is "
+    "the head's alone); the optimizer's element-wise update is not counted"
+)
+TRAIN_COUNT_SAMPLES = 2  # samples the train count runs (FLOPs are linear in the batch; 2 keeps batch norm valid)
+
+
+def _train_flops_per_sample(model, xs, loss_fn, ys, params) -> int:
+    """FLOPs per sample of what one train step computes: a real forward in train mode and the
+    backward to ``params`` (the ones the optimizer trains), counted by FlopCounterMode.
+    ``torch.autograd.grad`` leaves ``.grad`` alone (and fires no DistributedDataParallel hook);
+    the buffers the forward moves (batch-norm statistics) are put back."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    saved = {k: b.detach().clone() for k, b in model.named_buffers()}
+    counter = FlopCounterMode(display=False)
+    was_training = model.training
+    model.train()
+    try:
+        with sdpa_kernel([SDPBackend.MATH]), counter:
+            loss = loss_fn(model(xs).float(), ys)
+            torch.autograd.grad(loss, params)
+    finally:
+        model.train(was_training)
+        with torch.no_grad():
+            for k, b in model.named_buffers():
+                b.copy_(saved[k])
+    return round(counter.get_total_flops() / xs.shape[0])
+
+
 PROFILE_ITERS = 5  # iterations in the profiled window (after, never inside, the timed one)
 PROFILE_TOP = 15  # operators kept per table in the record
 
@@ -162,6 +316,26 @@ def profile_window(step, device_type: str, trace_path, iters: int = PROFILE_ITER
         out["top_device_ops"] = None
         out["device_ops_reason"] = f"{device_type} case: the host ops are the device ops"
     return out
+
+
+def compile_backward(v, loss, opt, sync, clock=time.perf_counter) -> None:
+    """A compiling variant in train mode (torch.compile, TorchScript): its first call compiled the
+    forward (``cold_start.compile_s``); the backward graph compiles at the first backward. One
+    forward + backward here, untimed by the loop, adds that compile to ``compile_s`` (the time of
+    one execution included: the record says so); the gradients are dropped, no update is made."""
+    t0 = clock()
+    value = loss()
+    value.backward()
+    sync(value)
+    backward_s = clock() - t0
+    opt.zero_grad(set_to_none=True)
+    forward_s = v.cold_start.get("compile_s") or 0.0
+    v.cold_start["compile_forward_s"] = forward_s
+    v.cold_start["compile_backward_s"] = backward_s
+    v.cold_start["compile_s"] = forward_s + backward_s
+    v.cold_start["compile_note"] = (
+        v.cold_start.get("compile_note") or "the first forward call"
+    ) + " + the first forward and backward (the backward graph compiles there; one execution of each included)"
 
 
 class _VariantCall(torch.nn.Module):
@@ -213,8 +387,7 @@ def wrap_ddp(case: Case, v, device: torch.device, runtime: dict, sync):
         forward = torch.compile(ddp(v.model), mode=v.runtime["compile"]["mode"])
         how = "torch.compile(DistributedDataParallel(model)): DDP first, so dynamo splits the graph at its buckets"
         t0 = time.perf_counter()
-        forward(v.x)  # compiles, as the variant's own first call did (forward, gradients on)
-        sync()
+        sync(forward(v.x))  # compiles, as the variant's own first call did (forward, gradients on)
         v.cold_start["compile_s"] = time.perf_counter() - t0
         v.cold_start["compile_note"] = "first call of torch.compile(DistributedDataParallel(model)) in this rank"
     elif v.call is v.model:
@@ -240,6 +413,12 @@ def wrap_ddp(case: Case, v, device: torch.device, runtime: dict, sync):
 class TorchBackend:
     name = "torch"
 
+    def imports(self) -> None:
+        """Import what every prepare imports anyway (torchvision and timm, for their models
+        and versions) before the worker marks the build's start: their ~200 MiB are the
+        framework's footprint, not the case's (``memory.host_peak_above_build_start_bytes``)."""
+        _versions()
+
     def profile(self, prepared: Prepared, trace_path) -> dict:
         with prepared.context():
             return profile_window(prepared.step, prepared.runtime.get("device_type", "cpu"), trace_path)
@@ -248,7 +427,12 @@ class TorchBackend:
         return {
             "framework": "torch",
             "versions": _versions(),
-            "devices": {"cpu": {"available": True, "name": cpu_model()}, "cuda": _cuda_devices(), "tpu": _tpu()},
+            "devices": {
+                "cpu": {"available": True, "name": cpu_model()},
+                "cuda": _cuda_devices(),
+                "tpu": _tpu(),
+                "xla": _xla_cpu(),
+            },
             "models": torch_models.zoo_names(),
             "timm_models": torch_models.timm_names(),
         }
@@ -266,13 +450,8 @@ class TorchBackend:
             if index >= info["count"]:
                 raise Skip(f"{case.device}: only {info['count']} CUDA GPU(s) visible")
             return torch.device("cuda", index)
-        if kind == "tpu":
-            info = _tpu()
-            if not info["available"]:
-                raise Skip(info["reason"])
-            import torch_xla
-
-            return torch_xla.device()
+        if kind in ("tpu", "xla"):
+            return _xla_device(kind)
         raise Skip(f"device {case.device!r} is not supported by the torch backend")
 
     def prepare(self, case: Case) -> Prepared:
@@ -285,17 +464,10 @@ class TorchBackend:
         device = self._device(case)
         threads = case.threads or len(os.sched_getaffinity(0))
         torch.set_num_threads(threads)
-        math_modes = _set_fp32_math()
+        _set_math(case.variant, case.settings.autotune, device)
         torch.manual_seed(case.settings.seed)
         gen = torch.Generator().manual_seed(case.settings.seed)
 
-        t0 = time.perf_counter()
-        model = torch_models.build(case.model, case.input_shape).to(device)
-        sync = _sync_fn(device)
-        sync()
-        build_s = time.perf_counter() - t0
-
-        x = torch.randn((case.batch_size, *case.input_shape), generator=gen).to(device)
         runtime = {
             "framework": "torch",
             "versions": _versions(),
@@ -303,25 +475,49 @@ class TorchBackend:
             "device_type": device.type,
             "threads": torch.get_num_threads(),
             "interop_threads": torch.get_num_interop_threads(),
-            "math_modes": math_modes,
+            "math_modes": {},  # read back once the variant has applied (below)
             "dtype": "float32",
             "input_shape": [case.batch_size, *case.input_shape],
             "data_layout": "NCHW" if len(case.input_shape) == 3 else "NC",
         }
         if device.type == "cuda":
             runtime["device_uuid"] = str(torch.cuda.get_device_properties(device).uuid)
+            runtime["device_pci_bus_id"] = _pci_bus_id(torch.cuda.get_device_properties(device))
+            if case.devices > 1:  # every rank's GPU (rank r on cuda:r): telemetry reads each of them
+                runtime["device_uuids"] = [str(torch.cuda.get_device_properties(i).uuid) for i in range(case.devices)]
+                runtime["device_pci_bus_ids"] = [_pci_bus_id(torch.cuda.get_device_properties(i))
+                                                 for i in range(case.devices)]  # fmt: skip
+        if case.seq_len or case.prompt_len or case.mode == "generate":  # token models: benchbench.backends.torch_tokens
+            from benchbench.backends import torch_tokens
+
+            runtime["math_modes"] = _math_modes(case.settings.autotune, device)
+            return torch_tokens.prepare(case, device, _sync_fn(device), runtime, _serialized_bytes)
+
+        t0 = time.perf_counter()
+        model = torch_models.build(case.model, case.input_shape).to(device)
+        sync = _sync_fn(device)
+        sync(model)
+        build_s = time.perf_counter() - t0
+
+        x = torch.randn((case.batch_size, *case.input_shape), generator=gen).to(device)
         v = torch_variants.apply(case, model, x, device, sync)  # the variant; fidelity and compile_s, untimed
         model, x = v.model, v.x
         runtime.update(v.runtime)
+        runtime["math_modes"] = _math_modes(case.settings.autotune, device)  # as set, the variant's included
+        if device.type == "xla":  # a TPU, or XLA's CPU device on this host's CPU
+            runtime["device_name"] = "TPU" if case.device.startswith("tpu") else f"XLA CPU device on {cpu_model()}"
+            runtime["xla_device"] = str(device)
 
         if case.mode == "inference":
             model.eval()
 
             def step():
-                v.call(x)
-                sync()
+                out = v.call(x)
+                sync(out)  # the output stays alive until the device has computed it (torch_xla)
 
-            context = torch.inference_mode
+            # torch_xla's lazy tensors cannot be inference tensors ("Cannot set version_counter
+            # for inference tensor"): no_grad there, inference_mode elsewhere
+            context = torch.no_grad if device.type == "xla" else torch.inference_mode
         else:
             model.train()
             loss_name, loss_fn, make_targets = torch_models.loss_for(case.model)
@@ -335,12 +531,14 @@ class TorchBackend:
             runtime["loss"] = loss_name
             runtime["optimizer"] = type(opt).__name__
             forward = wrap_ddp(case, v, device, runtime, sync)  # devices: N: DDP in a torchrun rank
+            if v.compiled:  # the backward compiles on its first use: timed here, not left in first_iter_s
+                compile_backward(v, lambda: loss_fn(forward(x).float(), y), opt, sync)
 
             def step():
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(forward(x).float(), y)
                 v.backward(loss, opt)  # with a GradScaler for amp on CUDA
-                sync()
+                sync(loss)  # the loss and the updated parameters stay alive until computed (torch_xla)
 
             context = contextlib.nullcontext
 
@@ -349,6 +547,8 @@ class TorchBackend:
                 torch.cuda.reset_peak_memory_stats(device)
 
         def device_memory() -> dict:
+            if device.type == "xla":
+                return xla_memory(device, on_tpu=case.device.startswith("tpu"))
             if device.type != "cuda":
                 return {
                     "device_peak_allocated_bytes": None,
@@ -367,21 +567,35 @@ class TorchBackend:
                 "serialized_bytes": _serialized_bytes(model),
                 "serialized_format": "torch.save(state_dict)",
             }
+            was_training = model.training
             try:
-                was_training = model.training
                 model.eval()
                 facts["flops_per_sample"] = _flops_per_sample(model, x[:1])
                 facts["flops_note"] = FLOPS_NOTE
-                model.train(was_training)
             except Exception as e:  # an op FlopCounterMode cannot trace
                 facts["flops_per_sample"] = None
                 facts["flops_note"] = f"unavailable: {type(e).__name__}: {e}"
+            finally:
+                model.train(was_training)
+            if case.mode == "train":  # what a train step really computes (hardware MFU uses it)
+                n = min(case.batch_size, TRAIN_COUNT_SAMPLES)
+                try:
+                    facts["train_flops_per_sample"] = _train_flops_per_sample(model, x[:n], loss_fn, y[:n], v.params())
+                    facts["train_flops_note"] = TRAIN_FLOPS_NOTE
+                except Exception as e:  # an op FlopCounterMode cannot trace
+                    facts["train_flops_per_sample"] = None
+                    facts["train_flops_note"] = f"unavailable: {type(e).__name__}: {e}"
             facts.update(v.model_facts())  # nonzero_params; an int8 model's own saved size
             return facts
 
+        cold_start = {"build_s": build_s, "compile_s": None, **v.cold_start}
+        if device.type == "xla" and cold_start["compile_s"] is None:
+            cold_start["compile_note"] = (
+                "XLA compiles each new graph at its first execution: the first iteration's (first_iter_s)"
+            )
         return Prepared(
             step=step,
-            cold_start={"build_s": build_s, "compile_s": None, **v.cold_start},
+            cold_start=cold_start,
             runtime=runtime,
             reset_peak_memory=reset_peak,
             device_memory=device_memory,

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from benchbench.case import Case
+from benchbench.measure.stats import SINGLE, block_sizes, percentiles_of
 from benchbench.results import Record
 from benchbench.units import fmt_bytes, fmt_ms
 
@@ -77,6 +78,26 @@ WITHIN_ONLY_NOTE = (
 )
 
 
+BLOCK_MEANS_NOTE = (
+    "† p99 of block means: iterations under 10 µs are timed in blocks, each sample the mean of one; "
+    "not a latency percentile (the record has no latency p99)"
+)
+
+
+def of_block_means(rec: Record) -> bool:
+    """Whether the record's samples (and so its percentiles) are block means."""
+    return rec.status == "ok" and percentiles_of(block_sizes(rec.timing)) != SINGLE
+
+
+def host_rss(memory: dict | None) -> str:
+    """The worker's peak RSS, and (+N MiB) the part above the RSS as the model build started."""
+    if not memory:
+        return ""
+    above = memory.get("host_peak_above_build_start_bytes")
+    text = fmt_bytes(memory.get("host_peak_rss_bytes"))
+    return text + (f" (+{above / 2**20:,.0f})" if above is not None else "")
+
+
 def summary_table(records: list[Record], title: str) -> Table:
     t = Table(title=title, title_justify="left")
     cols = [
@@ -88,7 +109,7 @@ def summary_table(records: list[Record], title: str) -> Table:
         ("±CI95", "right"),
         ("procs", "right"),
         ("iters", "right"),
-        ("peak RSS", "right"),
+        ("peak RSS (+above build)", "right"),
         ("dev peak", "right"),
         ("note", "left"),
     ]
@@ -110,17 +131,19 @@ def summary_table(records: list[Record], title: str) -> Table:
             status,
             f"{s['throughput']:,.1f}" if s.get("throughput") else "",
             fmt_ms(s.get("median")) if s else "",
-            fmt_ms(s.get("p99")) if s else "",
+            (fmt_ms(s.get("p99")) + ("†" if of_block_means(r) else "")) if s else "",
             (f"{rel * 100:.1f}%" + ("" if between_process(r) else "*")) if rel is not None else ("n/a" if s else ""),
             str((r.processes or {}).get("processes") or 1) if s else "",
             str(r.timing.get("iterations")) if r.timing else "",
-            fmt_bytes(r.memory.get("host_peak_rss_bytes")) if r.memory else "",
+            host_rss(r.memory),
             fmt_bytes(r.memory.get("device_peak_allocated_bytes"))
             if r.memory.get("device_peak_allocated_bytes")
             else "",
             escape(note(r)),
         )
-    if any(r.status == "ok" and not between_process(r) for r in records):
-        t.caption = WITHIN_ONLY_NOTE
+    notes = [WITHIN_ONLY_NOTE] if any(r.status == "ok" and not between_process(r) for r in records) else []
+    notes += [BLOCK_MEANS_NOTE] if any(of_block_means(r) for r in records) else []
+    if notes:
+        t.caption = "\n".join(notes)
         t.caption_justify = "left"
     return t

@@ -78,6 +78,8 @@ def cmd_list(args) -> int:
     else:
         for m in registry.SEED_MODELS.values():
             print(f"{m.name:12} seed   input {'×'.join(map(str, m.input_shape))}: {m.description}")
+        for t in registry.TRANSFORMER_MODELS.values():  # token models: seq_len, or prompt_len + new_tokens
+            print(f"{t.name:12} {t.kind}: {t.description}")
         info = probe.probe(args.framework)
         if info is None:
             _err(f"zoo models unavailable: {probe.probe_error(args.framework)}")

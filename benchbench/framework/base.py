@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from benchbench.case import Case
+from benchbench.measure.generate import Steps
 
 
 class Skip(Exception):
@@ -34,6 +35,9 @@ class Prepared:
     # (x, y): the device tensors ``step`` reads (y: train targets, else None), which a real
     # input pipeline (benchbench.pipelines) copies each batch into; None where a backend cannot
     inputs: tuple | None = None
+    # generate mode: the prefill and decode callables the generation loop times, and the facts
+    # measured after it (benchbench.measure.generate.Steps); None in the other modes
+    generate: Steps | None = None
 
 
 class Backend(Protocol):

@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from benchbench.case import case_label
 from benchbench.history.robust import Z95, benjamini_hochberg, ratio_p_value, robust_cv
 from benchbench.history.store import Run, context_facts, run_fingerprint
+from benchbench.measure.stats import latency_p99
 from benchbench.results import Record
 
 DEFAULT_THRESHOLD = 0.05  # a 5% change is the smallest that matters
@@ -61,8 +62,8 @@ def metric_value(record: Record, metric: str) -> float | None:
     stats = record.stats or {}
     if metric == "throughput":
         v = stats.get("throughput")
-    elif metric == "latency_p99":
-        v = stats.get("p99")
+    elif metric == "latency_p99":  # none where the samples are block means (stats.latency_p99)
+        v, _ = latency_p99(stats, record.timing)
     elif metric == "memory":
         v = (record.memory or {}).get("host_peak_rss_bytes")
     elif metric == "energy_per_sample":
@@ -71,6 +72,13 @@ def metric_value(record: Record, metric: str) -> float | None:
     else:
         raise ValueError(metric)
     return float(v) if isinstance(v, (int, float)) and v > 0 else None
+
+
+def unavailable_reason(record: Record, metric: str) -> str:
+    """Why ``metric_value`` is None for ``record`` (as far as the record tells)."""
+    if metric == "latency_p99":
+        return latency_p99(record.stats, record.timing)[1] or "unavailable"
+    return "not measured"
 
 
 def within_run_rel(record: Record, metric: str) -> float | None:
@@ -213,10 +221,10 @@ def _compare_metric(cid, label, metric, b: Record, c: Record, history, threshold
     hib = HIGHER_IS_BETTER[metric]
     bv, cv = metric_value(b, metric), metric_value(c, metric)
     if bv is None or cv is None:
-        where = "base" if bv is None else "candidate"
-        return Row(
-            cid, label, metric, bv, cv, None, None, None, None, "inconclusive", False, "", f"not measured in {where}"
-        )
+        where, rec = ("base", b) if bv is None else ("candidate", c)
+        why = unavailable_reason(rec, metric)
+        note = f"not measured in {where}" if why == "not measured" else f"{where}: {why}"
+        return Row(cid, label, metric, bv, cv, None, None, None, None, "inconclusive", False, "", note)
     ratio = cv / bv
     change = (1 / ratio - 1) if hib else (ratio - 1)  # + = worse
     between = None

@@ -1,7 +1,8 @@
 """One run in other tools' formats (``benchbench store export RUN --format …``):
 
 * ``github-bigger`` / ``github-smaller``: github-action-benchmark's ``customBiggerIsBetter``
-  (throughput) / ``customSmallerIsBetter`` (p99 latency, peak RSS, energy per sample) JSON:
+  (throughput) / ``customSmallerIsBetter`` (p99 latency — only where the samples are single
+  iterations, never of block means —, peak RSS, energy per sample) JSON:
   a list of ``{name, unit, value, range?, extra?}``
   (https://github.com/benchmark-action/github-action-benchmark#examples);
 * ``pytest-benchmark``: the JSON ``pytest --benchmark-json`` writes (machine_info,
@@ -69,6 +70,7 @@ def _quartiles(xs: list[float]) -> tuple[float, float]:
 def pytest_benchmark(run) -> dict:
     """The run as pytest-benchmark's JSON (its ``--benchmark-json`` layout, version 4)."""
     from benchbench.case import case_label
+    from benchbench.measure.stats import latency_p99
 
     env = run.environment or {}
     benches = []
@@ -93,7 +95,9 @@ def pytest_benchmark(run) -> dict:
                 "extra_info": {
                     "case_id": r.case_id,
                     "throughput_samples_per_s": (r.stats or {}).get("throughput"),
-                    "p99_s": (r.stats or {}).get("p99"),
+                    # None where the samples are block means (not a latency p99): p99_reason says so
+                    "p99_s": latency_p99(r.stats, r.timing)[0],
+                    "p99_reason": latency_p99(r.stats, r.timing)[1],
                     "block_size": (r.timing or {}).get("block_size"),
                 },
                 "options": {"timer": "benchbench (synchronised)", "warmup": True},

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from benchbench.case import case_label
 from benchbench.errors import UserError
+from benchbench.measure.stats import latency_p99
 from benchbench.results import Record
 from benchbench.rundir import Run, load_run
 
@@ -280,7 +281,7 @@ class Store:
                     "created_at": run.created_at,
                     "throughput": stats.get("throughput"),
                     "median_s": stats.get("median"),
-                    "p99_s": stats.get("p99"),
+                    "p99_s": latency_p99(stats, rec.timing)[0],  # none of block means (issue 17)
                     "peak_rss_bytes": (rec.memory or {}).get("host_peak_rss_bytes"),
                     "energy_j_per_sample": energy_per_sample(rec.energy),
                     "record": json.dumps(rec.to_dict(), separators=(",", ":"), default=str),

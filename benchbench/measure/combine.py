@@ -21,6 +21,9 @@ into the case's one record with :func:`combine_records`:
   summed samples and seconds (J/sample, W); where one process has no figure the domain is
   unavailable with that process's reason. The idle baseline is process 1's (measured once).
 * ``telemetry``: process 1's sampler (its series and summary), labelled as such.
+* ``generate`` (mode generate): TTFT, per-token and end-to-end statistics over every
+  process's runs, each with the between-process interval, and the token rates
+  (:func:`benchbench.measure.generate.combine`); the bytes and FLOPs measured once, process 1's.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from typing import Any
 
 from benchbench.case import AUTO_MIN_PROCESSES, Case
 from benchbench.measure import bound
+from benchbench.measure import fit as fit_quality
+from benchbench.measure import generate as generation
 from benchbench.measure import processes as proc_stats
-from benchbench.measure.stats import summarize
+from benchbench.measure.stats import block_sizes, percentiles_of, summarize
 from benchbench.results import Record
 
 MIN_ITERS_PER_PROCESS = 2  # samples in a case's first process at least (its median and spread)
@@ -203,6 +208,7 @@ def combine_records(case: Case, done: list[Record], stopped_by: str) -> Record:
     if len(set(blocks)) > 1:  # chosen per process from its own warm-up: each process's is in per_process
         timing["block_size"] = None
         timing["block_sizes"] = blocks
+    timing["percentiles_of"] = percentiles_of(block_sizes(timing))  # of the pooled samples
     biggest = max(done, key=lambda r: (r.memory or {}).get("host_peak_rss_bytes") or 0)
     memory = dict(biggest.memory or {})
     if len(done) > 1:
@@ -230,6 +236,8 @@ def combine_records(case: Case, done: list[Record], stopped_by: str) -> Record:
         pipeline=pipeline,
         fidelity=first.fidelity,
         processes=info,
+        quality=fit_quality.combine([r.quality for r in done]) if case.mode == "fit" else {},  # issue 19: the seeds
+        generate=generation.combine([r.generate for r in done], [r.samples for r in done]),  # issue 20: TTFT, TPOT
         started_at=first.started_at,
         ended_at=done[-1].ended_at,
         duration_s=sum(r.duration_s or 0.0 for r in done),

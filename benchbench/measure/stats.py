@@ -116,3 +116,42 @@ def summarize(times: list[float], batch_size: int) -> Stats:
         ms_per_batch=med * 1e3,
         ms_per_sample=med * 1e3 / batch_size,
     )
+
+
+# --- what the percentiles are of -------------------------------------------------------------
+
+SINGLE = "single iterations"
+
+
+def block_sizes(timing: dict | None) -> list[int]:
+    """The block sizes a record's samples were timed in: one per worker process where they
+    differ (``timing.block_sizes``), else the one ``timing.block_size``; [1] when unknown
+    (records older than block timing timed every iteration)."""
+    timing = timing or {}
+    sizes = timing.get("block_sizes") or [timing.get("block_size")]
+    return [int(b) if isinstance(b, (int, float)) and b >= 1 else 1 for b in sizes]
+
+
+def percentiles_of(sizes: list[int]) -> str:
+    """What p50/p90/p95/p99 are percentiles of, given the block sizes of the samples: single
+    iterations, or block means — the mean of each block of iterations, whose spread is narrower
+    than the iterations' and whose percentiles are therefore not latency percentiles."""
+    big = sorted({b for b in sizes if b > 1})
+    if not big:
+        return SINGLE
+    blocks = "/".join(map(str, big))
+    mixed = " (some processes timed single iterations)" if any(b == 1 for b in sizes) else ""
+    return f"block means of {blocks} iterations{mixed}: not latency percentiles"
+
+
+def latency_p99(stats: dict | None, timing: dict | None) -> tuple[float | None, str | None]:
+    """(p99 latency in seconds, None), or (None, why there is none): a record whose samples
+    are block means has no latency p99 — the p99 of block means is far below the p99 of the
+    iterations in them."""
+    basis = percentiles_of(block_sizes(timing))
+    if basis != SINGLE:
+        return None, f"unavailable: the samples are {basis.split(':')[0]} (iterations too short to time singly)"
+    v = (stats or {}).get("p99")
+    if not isinstance(v, (int, float)) or v <= 0:
+        return None, "unavailable: no p99 in the record"
+    return float(v), None

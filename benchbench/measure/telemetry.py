@@ -13,7 +13,8 @@ figure covers the timed window alone, with each counter and power reading interp
 linearly at the two edges (ticks are ≤ 100 ms apart, and the warm-up runs the same step,
 so the power there is the power of the window).
 
-Energy, per domain (``gpu``: NVML; ``cpu``: the RAPL package counters):
+Energy, per domain (``gpu``: NVML, or AMD SMI on PyTorch's ROCm build; ``cpu``: the RAPL
+package counters):
 
 1. the source's energy counter, differenced over the window (``nvml-energy-counter``,
    ``rapl``), unless the window is shorter than the counter's update period or the
@@ -46,9 +47,13 @@ MAX_HZ = 100.0
 MAX_POINTS = 300  # the record's time series is downsampled to at most this many points
 THREAD_NAME = "benchbench-telemetry"
 UNAVAILABLE = "unavailable"
-DOMAIN_SOURCE = {"gpu": "nvml", "cpu": "rapl"}  # whose counters measure each domain's energy
+DOMAIN_SOURCE = {"gpu": ("nvml", "amdsmi"), "cpu": ("rapl",)}  # whose counters measure each domain's energy
 
 NAP_S = 0.05  # the sampler sleeps in naps of at most this: how long stop() may wait for it
+# the idle baseline waits for power to settle after the build (clocks may still be raised):
+IDLE_SETTLE_S = 5.0  # at least this long idle before the baseline window ends
+IDLE_SETTLE_MAX_S = 60.0  # at most this long; the record says whether it settled
+IDLE_STABLE_REL = 0.05  # settled: the last window's power within this of the one before
 
 Clock = Callable[[], float]
 Sleep = Callable[[float, threading.Event], bool]  # (timeout, stop event) -> stop requested
@@ -125,6 +130,11 @@ class Sampler:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def tick(self, edge: bool = False) -> None:
+        """One reading now, from the calling thread (the idle baseline samples this way,
+        with nothing else running; never while the sampler's thread runs)."""
+        self._tick(edge)
 
     def _tick(self, edge: bool = False) -> None:
         self.times.append(self.clock())
@@ -282,7 +292,35 @@ def unavailable(reason: str) -> dict:
 
 def domain_energy(reading: Reading, t0: float, t1: float, samples: int) -> dict:
     """Energy over [t0, t1] from one source: its counter, else its power integral, else
-    unavailable — each with its ``source`` label, and ``warnings`` for what was passed over."""
+    unavailable — each with its ``source`` label, ``warnings`` for what was passed over, and
+    the source's ``note`` on what the figure covers (a MIG slice: the whole GPU)."""
+    entry = _domain_energy(reading, t0, t1, samples)
+    note = getattr(reading.source, "energy_note", None)
+    if note:
+        entry["note"] = note
+    return entry
+
+
+def sum_devices(entries: list[tuple[str, str | None, dict]], window_s: float, samples: int) -> dict:
+    """One domain's figure over several devices (a case on N GPUs): (source name, device id,
+    entry) each. The energies add up; a device without one makes the sum unavailable (a part
+    is not the whole), naming it. Every device's own entry stays in ``devices``."""
+    lacking = [(name, e) for name, _, e in entries if e.get("energy_j") is None]
+    if lacking:
+        out = unavailable("; ".join(f"{name}: {e.get('reason') or 'no energy'}" for name, e in lacking))
+    elif window_s <= 0:
+        out = unavailable("empty timed window")
+    else:
+        labels = sorted({str(e["source"]) for _, _, e in entries})
+        out = _figures(" + ".join(labels), sum(e["energy_j"] for _, _, e in entries), window_s, samples)
+    out["warnings"] = [f"{name}: {w}" for name, _, e in entries for w in e.get("warnings") or []]
+    out["devices"] = [{"name": name, "device_id": dev, **e} for name, dev, e in entries]
+    notes = sorted({e["note"] for _, _, e in entries if e.get("note")})
+    out["note"] = "; ".join([f"the sum over {len(entries)} devices (each in devices)"] + notes)
+    return out
+
+
+def _domain_energy(reading: Reading, t0: float, t1: float, samples: int) -> dict:
     src, window = reading.source, t1 - t0
     warnings: list[str] = []
     if window <= 0:
@@ -410,15 +448,36 @@ def series_and_summary(readings: list[Reading], times: list[float], t0: float, t
 # ------------------------------------------------------------------ opening sources
 
 
+def gpu_ids(runtime: dict) -> list[tuple[str | None, str | None]]:
+    """(UUID, PCI bus id) of every GPU a case ran on: ``device_uuids`` /
+    ``device_pci_bus_ids`` for a case on several (every rank's GPU, every replica's), else
+    the one ``device_uuid`` / ``device_pci_bus_id``."""
+    uuids = list(runtime.get("device_uuids") or [])
+    pcis = list(runtime.get("device_pci_bus_ids") or [])
+    n = max(len(uuids), len(pcis))
+    if n == 0:
+        return [(runtime.get("device_uuid"), runtime.get("device_pci_bus_id"))]
+    uuids += [None] * (n - len(uuids))
+    pcis += [None] * (n - len(pcis))
+    return list(zip(uuids, pcis))
+
+
 def open_sources(device_kind: str, runtime: dict) -> tuple[list[Source], dict[str, str]]:
     """The sources for a case on ``device_kind`` (cpu, cuda, tpu …): the worker's and the
-    machine's CPU use, the CPU packages' energy (RAPL), and for CUDA the case's GPU
-    (NVML, matched by the UUID in ``runtime``). Returns (opened, {name: why not})."""
-    from benchbench.measure.sources import cpu, nvml, rapl
+    machine's CPU use, the CPU packages' energy (RAPL), and for CUDA every GPU the case ran
+    on (NVML, matched by the UUIDs or PCI bus ids in ``runtime``: ``nvml`` for one,
+    ``nvml[i]`` for device i of several; two that are slices of one GPU are read once; on
+    PyTorch's ROCm build, ``versions.hip`` in ``runtime``, AMD SMI instead: ``amdsmi``).
+    Returns (opened, {name: why not})."""
+    from benchbench.measure.sources import amd, cpu, nvml, rapl
 
     openers: dict[str, Callable[[], Source]] = {"cpu": cpu.open_cpu, "rapl": rapl.open_rapl}
     if device_kind == "cuda":
-        openers["nvml"] = lambda: nvml.open_nvml(runtime.get("device_uuid"), runtime.get("device_pci_bus_id"))
+        ids = gpu_ids(runtime)
+        prefix, open_gpu = ("amdsmi", amd.open_amdsmi) if amd.is_rocm(runtime) else ("nvml", nvml.open_nvml)
+        for i, (uuid, pci) in enumerate(ids):
+            name = prefix if len(ids) == 1 else f"{prefix}[{i}]"
+            openers[name] = lambda uuid=uuid, pci=pci, name=name: open_gpu(uuid, pci, name=name)
     sources: list[Source] = []
     missing: dict[str, str] = {}
     for name, opener in openers.items():
@@ -428,7 +487,28 @@ def open_sources(device_kind: str, runtime: dict) -> tuple[list[Source], dict[st
             missing[name] = str(e)
         except Exception as e:  # a source must never fail the case
             missing[name] = f"could not open: {type(e).__name__}: {e}"
-    return sources, missing
+    return _one_per_device(sources), missing
+
+
+def _one_per_device(sources: list[Source]) -> list[Source]:
+    """Drop a source that reads the same physical device as one before it (N MIG slices of one
+    GPU: NVML's counters are the whole GPU's), so its energy is counted once; the kept source
+    says which it stands for."""
+    kept: list[Source] = []
+    seen: dict[str, Source] = {}
+    for s in sources:
+        dev = getattr(s, "device_id", None)
+        first = seen.get(dev) if dev else None
+        if first is None:
+            if dev:
+                seen[dev] = s
+            kept.append(s)
+            continue
+        s.close()
+        note = f"{s.name} is on the same GPU ({dev}) as {first.name}: counted once"
+        prior = getattr(first, "energy_note", None)
+        first.energy_note = f"{prior}; {note}" if prior else note  # type: ignore[attr-defined]
+    return kept
 
 
 # ------------------------------------------------------------------ one case's telemetry
@@ -466,6 +546,7 @@ class Telemetry:
         self.edge: EdgeClock | None = None
         self.idle: dict[str, dict] | None = None
         self.idle_s: float | None = None
+        self.idle_settle: dict | None = None
         self._closed = False
 
     @classmethod
@@ -498,24 +579,58 @@ class Telemetry:
     # -- before the window
 
     def idle_baseline(self) -> None:
-        """Sample for ``idle_baseline_s`` with nothing running: each domain's idle power."""
+        """Each domain's idle power, with nothing running, once the machine has settled: the
+        worker calls this after the build and compile, when clocks and power may still be
+        raised, so windows of ``idle_baseline_s`` are sampled (by this thread, at ``hz``)
+        until at least :data:`IDLE_SETTLE_S` have passed and the primary domain's power of
+        the last window is within :data:`IDLE_STABLE_REL` of the one before (at most
+        :data:`IDLE_SETTLE_MAX_S`); the last window is the baseline. ``idle_settle`` in the
+        record says how long it took, each window's watts and whether it settled."""
         if self.hz <= 0 or self.idle_baseline_s <= 0:
             return
+        window = self.idle_baseline_s
         sampler = Sampler(self.sources, self.hz, clock=self.clock, sleep=self._sleep)
-        sampler.start()
-        try:
-            self._pause(self.idle_baseline_s)
-        finally:
-            sampler.stop()
-        t0, t1 = sampler.times[0], sampler.times[-1]
+        sampler.tick(edge=True)
+        edges = [sampler.times[0]]
+        watts: list[float | None] = []
+        settled: bool | None = None
+        while True:
+            end = edges[-1] + window
+            while (now := self.clock()) < end - 1e-9:
+                self._pause(min(sampler.period, end - now))
+                sampler.tick()
+            edges.append(sampler.times[-1])
+            readings = self._by_domain(self._readings(sampler))
+            entry = self._domain_entry(self.primary, readings.get(self.primary, []), edges[-2], edges[-1], 0)
+            watts.append(entry.get("avg_w"))
+            waited = edges[-1] - edges[0]
+            if waited < IDLE_SETTLE_S or len(watts) < 2:
+                continue
+            last, before = watts[-1], watts[-2]
+            if last is None or before is None:  # no power reading to settle on: the fixed wait only
+                settled = None
+                break
+            if abs(last - before) <= IDLE_STABLE_REL * before:
+                settled = True
+                break
+            if waited >= IDLE_SETTLE_MAX_S:
+                settled = False
+                break
+        sampler.tick(edge=True)
+        t0, t1 = edges[-2], edges[-1]
         self.idle_s = t1 - t0
-        readings = {r.source.domain: r for r in self._readings(sampler)}
-        self.idle = {}
-        for domain in self.domains:
-            if domain in readings:
-                self.idle[domain] = domain_energy(readings[domain], t0, t1, samples=0)
-            else:
-                self.idle[domain] = unavailable(self._missing_reason(domain))
+        readings = self._by_domain(self._readings(sampler))
+        self.idle = {d: self._domain_entry(d, readings.get(d, []), t0, t1, 0) for d in self.domains}
+        self.idle_settle = {
+            "settle_s": t0 - edges[0],
+            "window_s": window,
+            "windows_w": watts,
+            "settled": settled,
+            "rule": f"windows of {window:g} s after the build until {IDLE_SETTLE_S:g} s have passed and the "
+            f"{self.primary.upper()} power of the last window is within {IDLE_STABLE_REL:.0%} of the one before "
+            f"(at most {IDLE_SETTLE_MAX_S:g} s); the last window is the baseline"
+            + ("" if settled is not None else f"; no {self.primary.upper()} power reading: the fixed wait only"),
+        }
 
     # -- the window
 
@@ -549,15 +664,44 @@ class Telemetry:
     # -- after the window
 
     def _readings(self, sampler: Sampler) -> list[Reading]:
-        return [Reading.of(s, sampler.times, rows) for s, rows in zip(self.sources, sampler.rows)]
+        n = min([len(sampler.times)] + [len(rows) for rows in sampler.rows])
+        return [Reading.of(s, sampler.times[:n], rows[:n]) for s, rows in zip(self.sources, sampler.rows)]
+
+    @staticmethod
+    def _by_domain(readings: list[Reading]) -> dict[str, list[Reading]]:
+        out: dict[str, list[Reading]] = {}
+        for r in readings:
+            if r.source.domain:
+                out.setdefault(r.source.domain, []).append(r)
+        return out
+
+    def _missing_of(self, domain: str) -> list[tuple[str, str]]:
+        """(source name, why) of the sources of ``domain`` that could not be opened."""
+        names = DOMAIN_SOURCE.get(domain) or ()
+        return [(k, v) for k, v in self.missing.items() if k.partition("[")[0] in names]
 
     def _missing_reason(self, domain: str) -> str:
         if self.hz <= 0:
             return "telemetry off (telemetry.hz: 0)"
-        name = DOMAIN_SOURCE.get(domain)
-        if name is None:
+        names = DOMAIN_SOURCE.get(domain)
+        if names is None:
             return f"no power telemetry for {domain.upper()} devices in benchbench"
-        return self.missing.get(name) or f"no {name} source"
+        missing = self._missing_of(domain)
+        if len(missing) == 1 and missing[0][0] in names:
+            return missing[0][1]
+        return "; ".join(f"{k}: {v}" for k, v in missing) or f"no {' or '.join(names)} source"
+
+    def _domain_entry(self, domain: str, readings: list[Reading], t0: float, t1: float, samples: int) -> dict:
+        """The domain's energy over [t0, t1]: its one device's, or the sum over every device
+        of a case on several (:func:`sum_devices`), unavailable when one could not be read."""
+        missing = [(k, None, unavailable(v)) for k, v in self._missing_of(domain) if "[" in k]
+        if not readings:
+            return unavailable(self._missing_reason(domain))
+        if len(readings) == 1 and not missing:
+            return domain_energy(readings[0], t0, t1, samples)
+        entries = [(r.source.name, getattr(r.source, "device_id", None), domain_energy(r, t0, t1, samples))
+                   for r in readings]  # fmt: skip
+        return sum_devices(entries + missing, t1 - t0, samples)
 
     def _sources_info(self) -> dict:
         out: dict[str, dict] = {}
@@ -594,12 +738,9 @@ class Telemetry:
         t1 = self.edge.last if self.edge and self.edge.last is not None else sampler.times[-1]
         t0 = t1 - timed_wall_s
         readings = self._readings(sampler)
-        by_domain = {r.source.domain: r for r in readings if r.source.domain}
+        by_domain = self._by_domain(readings)
         for domain in self.domains:
-            if domain in by_domain:
-                entry = domain_energy(by_domain[domain], t0, t1, samples)
-            else:
-                entry = unavailable(self._missing_reason(domain))
+            entry = self._domain_entry(domain, by_domain.get(domain, []), t0, t1, samples)
             entry.update(self._above_idle(domain, entry, timed_wall_s, samples))
             energy[domain] = entry
         series, summary = series_and_summary(readings, sampler.times, t0, t1)
@@ -626,6 +767,7 @@ class Telemetry:
         }
         if self.idle is not None:
             telemetry["idle_baseline_s"] = self.idle_s
+            telemetry["idle_settle"] = self.idle_settle
         return telemetry, energy
 
     def _above_idle(self, domain: str, entry: dict, window_s: float, samples: int) -> dict:

@@ -13,15 +13,20 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from benchbench.case import Settings
-from benchbench.measure.stats import rel_ci_halfwidth
+from benchbench.measure.stats import percentiles_of, rel_ci_halfwidth
 
 Clock = Callable[[], float]
 
 SETTLE_TOLERANCE = 0.10  # two consecutive warm-up iterations within 10% → settled
-MIN_BLOCK_TIME = 1e-3  # s; faster iterations are timed in blocks so clock overhead is negligible
+# A clock reading costs ~50–150 ns (perf_counter; benchmarks/bench_block_timing.py): a sample of
+# one iteration of 10 µs or more carries at most 1% of it, so such iterations are timed singly
+# and their percentiles are latency percentiles; only shorter ones are timed in blocks.
+CLOCK_COST_S = 1e-7
+MAX_CLOCK_SHARE = 0.01
+MIN_BLOCK_TIME = CLOCK_COST_S / MAX_CLOCK_SHARE  # 10 µs
 CI_CHECK_GROWTH = 1.10  # re-check the CI each time the sample count grows by 10%
 
 
@@ -41,6 +46,12 @@ class Timing:
     stop_reason: str  # "ci_target_met" | "max_time" | "max_iters" | "share_done" (one of several processes)
     target_met: bool
     final_rel_ci: float | None
+    # what the samples' percentiles are of: "single iterations", or block means (then they are
+    # not latency percentiles: the record has no latency p99, stats.latency_p99)
+    percentiles_of: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "percentiles_of", percentiles_of([self.block_size]))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -71,6 +82,9 @@ def _warm_up(step: Callable[[], None], s: Settings, clock: Clock) -> tuple[list[
 
 
 def choose_block_size(per_iter_s: float, min_block_time: float = MIN_BLOCK_TIME) -> int:
+    """Iterations per timed sample: 1 (single iterations, real latency percentiles) unless an
+    iteration is shorter than ``min_block_time``, where the clock's own cost would show; then
+    enough for a block to last that long."""
     if per_iter_s <= 0:
         return 1000
     return max(1, math.ceil(min_block_time / per_iter_s))

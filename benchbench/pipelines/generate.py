@@ -5,6 +5,14 @@ offline. The same arguments (and the same Pillow/libjpeg) give the same bytes.
 
 Each image is a smooth two-colour gradient with a few filled shapes whose hue leans
 towards its class, so it compresses and decodes like a photograph more than noise does.
+
+Learnable by construction: class ``k`` of ``K`` takes its colours around hue
+``(k + 0.5) / K`` (plus ``hue_shift``), with noise on every colour, so the label is in the
+picture and a small CNN separates the classes within a few epochs (mode ``fit``;
+tests/test_quality_data.py trains seed_cnn on a small set to a validation accuracy
+target). ``hue_shift`` moves every class to other colours: a set with the same classes
+and other colours, the second task of a transfer-learning pair. Shift 0 gives the same
+bytes as before the parameter existed.
 """
 
 from __future__ import annotations
@@ -24,10 +32,16 @@ QUALITY = 90
 EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
-def _image(rng: np.random.Generator, size: int, label: int, classes: int):
+def class_hue(label: int, classes: int, hue_shift: float = 0.0) -> float:
+    """The hue (0..1) class ``label`` of ``classes`` leans to."""
+    hue = (label + 0.5) / classes
+    return (hue + hue_shift) % 1.0 if hue_shift else hue
+
+
+def _image(rng: np.random.Generator, size: int, label: int, classes: int, hue_shift: float = 0.0):
     from PIL import Image, ImageDraw
 
-    hue = (label + 0.5) / classes
+    hue = class_hue(label, classes, hue_shift)
     base = np.array([hue, 1 - hue, 0.5 + 0.5 * np.sin(6.28 * hue)]) * 255
     a = np.clip(base + rng.normal(0, 40, 3), 0, 255)
     b = np.clip(255 - base + rng.normal(0, 40, 3), 0, 255)
@@ -46,9 +60,12 @@ def _image(rng: np.random.Generator, size: int, label: int, classes: int):
     return img
 
 
-def generate(out: str | os.PathLike, images: int, size: int = 256, classes: int = 2, seed: int = 0) -> dict:
+def generate(
+    out: str | os.PathLike, images: int, size: int = 256, classes: int = 2, seed: int = 0, hue_shift: float = 0.0
+) -> dict:
     """Write ``images`` JPEGs of ``size``×``size`` into ``classes`` folders under ``out``
-    (which must not exist or be empty) and return the manifest."""
+    (which must not exist or be empty) and return the manifest. ``hue_shift`` (0..1) moves
+    every class's colours round the hue circle."""
     if images < 1 or size < 8 or classes < 1:
         raise ValueError("need images >= 1, size >= 8, classes >= 1")
     out = Path(out)
@@ -62,7 +79,7 @@ def generate(out: str | os.PathLike, images: int, size: int = 256, classes: int 
         rel = f"class_{label:03d}/img_{i:05d}.jpg"
         path = out / rel
         path.parent.mkdir(exist_ok=True)
-        _image(rng, size, label, classes).save(path, "JPEG", quality=QUALITY)
+        _image(rng, size, label, classes, hue_shift).save(path, "JPEG", quality=QUALITY)
         files[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     manifest = {
         "format": FORMAT,
@@ -73,11 +90,15 @@ def generate(out: str | os.PathLike, images: int, size: int = 256, classes: int 
         "quality": QUALITY,
         "files": files,
     }
+    if hue_shift:  # only then: the manifests of unshifted sets stay as they were
+        manifest["hue_shift"] = hue_shift
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     return manifest
 
 
-def ensure(folder: str | os.PathLike, images: int, size: int, classes: int, seed: int) -> tuple[str, float | None]:
+def ensure(
+    folder: str | os.PathLike, images: int, size: int, classes: int, seed: int, hue_shift: float = 0.0
+) -> tuple[str, float | None]:
     """The generated set at ``folder``, made once: written to a temporary sibling, then
     renamed into place (two workers at once cannot leave a half-written set). Returns
     (folder, seconds spent generating, or None when it was already there)."""
@@ -90,7 +111,7 @@ def ensure(folder: str | os.PathLike, images: int, size: int, classes: int, seed
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
     try:
-        generate(tmp, images, size, classes, seed)
+        generate(tmp, images, size, classes, seed, hue_shift)
         try:
             os.rename(tmp, folder)
         except OSError:  # another worker finished first: keep theirs

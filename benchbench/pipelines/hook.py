@@ -59,7 +59,7 @@ class CpuMeter:
 def _folder(cfg) -> tuple[str, float | None]:
     if cfg.source == "folder":
         return cfg.folder(), None
-    return generate.ensure(cfg.folder(), cfg.images, cfg.size, cfg.classes, cfg.seed)
+    return generate.ensure(cfg.folder(), cfg.images, cfg.size, cfg.classes, cfg.seed, cfg.hue_shift)
 
 
 def _pipeline(case, folder: str, device_type: str):

@@ -98,6 +98,9 @@ def sections(runs: list[data.Run], df, baseline: str | None) -> list[Section]:
     from benchbench.report import pipeline  # loader rate vs workers against the model's (data: cases)
 
     out.append(pipeline.section(runs) or Section("pipeline", "Input pipeline"))
+    from benchbench.report import quality  # mode fit: learning curves, speed vs quality, time to target
+
+    out.append(quality.section(runs) or Section("quality", "Quality"))
     if not df.empty and (df["status"] != "ok").any():
         out.append(Section("failures", "Failed and skipped cases", body=page.failures_table(df)))
     envs = data.environments(runs)
@@ -122,7 +125,8 @@ def build_report(
     each figure to ``<stem>-figures/``; a missing kaleido or Chrome is a UserError
     raised before anything is written. ``hardware`` adds the hardware comparison
     (:mod:`benchbench.report.hardware`) normalised to the ``reference`` device, with the
-    catalogue files ``devices`` added to the built-in one. ``store`` (a history store URL)
+    catalogue files ``devices`` added to the built-in one, and for ``generate`` cases the
+    decoding section (:mod:`benchbench.report.decoding`). ``store`` (a history store URL)
     adds each case's trend over its stored runs (``history_metric``)."""
     try:
         import plotly.offline
@@ -144,6 +148,11 @@ def build_report(
 
         catalogue = hw.load_catalogue(suite_catalogue.run_files(r.path for r in runs) + list(devices or []))
         secs.insert(min(1, len(secs)), hw_section.section(runs, reference, catalogue))
+        from benchbench.report import decoding  # generate cases: TTFT vs TPOT, MBU, J/token, tokens/$
+
+        decode = decoding.section(runs, catalogue)
+        if decode is not None:
+            secs.insert(min(2, len(secs)), decode)
     if store is not None:
         from benchbench.history.store import open_existing
         from benchbench.report import history

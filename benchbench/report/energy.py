@@ -78,6 +78,8 @@ def _energy_hover(entry: dict, domain: str) -> str:
             f"above idle ({sig(num(entry.get('idle_w')), ' W')} idle): "
             f"{sig(num(entry['above_idle_j_per_sample']), ' J/sample')}"
         )
+    if entry.get("note"):  # a MIG slice: the whole GPU's; several GPUs: their sum
+        lines.append(esc(entry["note"]))
     for w in entry.get("warnings") or []:
         lines.append("warning: " + esc(w))
     return "<br>".join(lines)
@@ -179,7 +181,7 @@ def _table_html(rows: list[tuple[object, str, dict]]) -> str:
         for r, d, e in measured:
             jps, spj, w = num(e.get("j_per_sample")), num(e.get("samples_per_j")), num(e.get("avg_w"))
             above, idle_w = num(e.get("above_idle_j_per_sample")), num(e.get("idle_w"))
-            note = "; ".join(esc(x) for x in (e.get("warnings") or []))
+            note = "; ".join(esc(x) for x in ([e["note"]] if e.get("note") else []) + (e.get("warnings") or []))
             if idle and above is None:
                 note = "; ".join(x for x in (note, "above idle: " + esc(e.get("idle_reason") or "unavailable")) if x)
             idle_cells = (

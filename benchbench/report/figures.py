@@ -91,7 +91,7 @@ def case_hover(r) -> str:
             else " (CI n/a: too few samples)"
         )
         lines += [
-            f"latency p50 {fmt_ms(r.median_s)} ms/batch{ci} · p99 {fmt_ms(r.p99_s)} ms",
+            f"latency p50 {fmt_ms(r.median_s)} ms/batch{ci} · p99 {fmt_ms(r.p99_s)} ms{_p99_of(r)}",
             f"throughput at median {sig(r.thr_median)} samples/s"
             + (f" (CI {sig(r.thr_low)}–{sig(r.thr_high)})" if _isnum(r.thr_low) else ""),
             f"throughput over the timed window {sig(r.throughput)} samples/s · n={_count(r.n)}",
@@ -104,7 +104,9 @@ def case_hover(r) -> str:
         lines.append(f"speed-up vs baseline ×{r.speedup:.2f}")
     if _isnum(r.host_peak_rss_bytes):
         dev = fmt_bytes(int(r.device_peak_bytes)) if _isnum(r.device_peak_bytes) else "n/a"
-        lines.append(f"host peak RSS {fmt_bytes(int(r.host_peak_rss_bytes))} · device peak {dev}")
+        above = getattr(r, "host_above_build_bytes", None)
+        above_text = f" ({fmt_bytes(int(above))} above the build start)" if _isnum(above) else ""
+        lines.append(f"host peak RSS {fmt_bytes(int(r.host_peak_rss_bytes))}{above_text} · device peak {dev}")
     return "<br>".join(lines)
 
 
@@ -152,6 +154,12 @@ def _ci_arrays(part: pd.DataFrame):
     plus = [h - m if _isnum(h) else None for h, m in zip(part["thr_high"], part["thr_median"])]
     minus = [m - lo if _isnum(lo) else None for lo, m in zip(part["thr_low"], part["thr_median"])]
     return dict(type="data", symmetric=False, array=plus, arrayminus=minus, thickness=1.2, width=3, color="#374151")
+
+
+def _p99_of(r) -> str:
+    """'' for percentiles of single iterations; ' (of block means of B iterations)' otherwise."""
+    basis = getattr(r, "percentiles_of", "single iterations")
+    return "" if basis == "single iterations" else f" (of {esc(basis.split(':')[0])})"
 
 
 def _latency_ci_ms(part: pd.DataFrame):
@@ -408,12 +416,18 @@ def frameworks(ok: pd.DataFrame) -> list[tuple[str, go.Figure]]:
 
 
 def memory(df: pd.DataFrame) -> list[tuple[str, go.Figure]]:
-    """Peak host RSS of the worker and peak device memory (MiB), a bar per case."""
+    """Peak host RSS of the worker, the part of it above the RSS as the model build started
+    (the model, variant and working set, without the framework's own footprint) and peak
+    device memory (MiB), a bar per case."""
     out = []
-    for column, title, axis in (
-        ("host_peak_rss_bytes", "Host memory: peak RSS of the worker", "peak host RSS (MiB)"),
-        ("device_peak_bytes", "Device memory: peak allocated", "peak device memory allocated (MiB)"),
-    ):
+    for column, title, axis, name in (
+        ("host_peak_rss_bytes", "Host memory: peak RSS of the worker", "peak host RSS (MiB)", "host"),
+        ("host_above_build_bytes", "Host memory above the framework: peak RSS above the RSS as the model build "
+         "started (model, variant, working set)", "peak host RSS above the build start (MiB)", "above"),
+        ("device_peak_bytes", "Device memory: peak allocated", "peak device memory allocated (MiB)", "device"),
+    ):  # fmt: skip
+        if column not in df:
+            continue
         rows = order_rows(df[df[column].notna()]) if not df.empty else df
         if rows.empty:
             continue
@@ -433,5 +447,5 @@ def memory(df: pd.DataFrame) -> list[tuple[str, go.Figure]]:
                 hovertemplate="%{hovertext}<extra></extra>",
             )
         fig.update_xaxes(type="category", categoryorder="array", categoryarray=cats)
-        out.append((slug("memory", column.split("_")[0]), fig))
+        out.append((slug("memory", name), fig))
     return out

@@ -16,6 +16,7 @@ import pandas as pd
 
 from benchbench import rundir
 from benchbench.errors import UserError
+from benchbench.measure.stats import block_sizes, percentiles_of
 from benchbench.results import Record
 from benchbench.rundir import Run
 
@@ -95,11 +96,14 @@ def _row(run: Run, rec: Record) -> dict:
         "target_met": timing.get("target_met"),
         "stop_reason": timing.get("stop_reason"),
         "block_size": timing.get("block_size") or 1,
+        "percentiles_of": percentiles_of(block_sizes(timing)),  # single iterations, or block means
         "throughput": num(stats.get("throughput")),
         "thr_median": thr_median,
         "thr_low": batch / ci_high if ok_median and ci_high else None,
         "thr_high": batch / ci_low if ok_median and ci_low else None,
         "host_peak_rss_bytes": num(memory.get("host_peak_rss_bytes")),
+        # the model, variant and working set: the peak above the RSS as the build started
+        "host_above_build_bytes": num(memory.get("host_peak_above_build_start_bytes")),
         "device_peak_bytes": num(memory.get("device_peak_allocated_bytes")),
         "device_reserved_bytes": num(memory.get("device_peak_reserved_bytes")),
         "device_memory_note": memory.get("device_memory_reason"),

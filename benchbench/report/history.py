@@ -11,6 +11,12 @@ from pathlib import Path
 
 from benchbench.report.assets import CSS
 
+# where the samples are block means their p99 is no latency percentile: such runs have none
+P99_NOTE = (
+    " latency p99: only runs whose samples are single iterations have one; a case timed in blocks of "
+    "iterations (iterations under 10 µs) records block means, whose p99 is not a latency percentile, "
+    "so its runs are left out of the latency_p99 trend."
+)
 UNITS = {
     "throughput": ("samples/s", 1.0),
     "latency_p99": ("ms", 1e3),
@@ -98,6 +104,7 @@ def _note(s) -> str:
         f"{s.runs} runs, between-run CV {cv}, minimum detectable change {mdc}"
         + (" (too noisy to gate at the threshold)" if s.too_noisy else "")
         + f"; change points: {cps}; gate alerts: {len(s.alerts)}"
+        + (";" + P99_NOTE if s.metric == "latency_p99" else "")
     )
 
 

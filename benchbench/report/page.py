@@ -140,6 +140,9 @@ def summary_table(df: pd.DataFrame, baseline: str | None) -> str:
         heads.append(("machine · run", False))
     show_device = bool(df["device_peak_bytes"].notna().any())  # no column of blanks on CPU-only runs
     heads += [("samples/s", True), ("p50 ms", True), ("p99 ms", True), ("±CI95 %", True), ("host RSS MiB", True)]
+    show_above = "host_above_build_bytes" in df and bool(df["host_above_build_bytes"].notna().any())
+    if show_above:  # the peak without the framework's own footprint
+        heads.append(("above build MiB", True))
     if show_device:
         heads.append(("device MiB", True))
     show_energy = "j_per_sample" in df and bool(df["j_per_sample"].notna().any())
@@ -169,10 +172,12 @@ def summary_table(df: pd.DataFrame, baseline: str | None) -> str:
         cells += [
             td(f"{thr:,.1f}" if _isnum(thr) else "", thr, "num"),
             td(fmt_ms(r.p50_s) if _isnum(r.p50_s) else "", r.p50_s, "num"),
-            td(fmt_ms(r.p99_s) if _isnum(r.p99_s) else "", r.p99_s, "num"),
+            _p99_cell(r),
             _ci_cell(r),
             td(rss, rss_v, "num"),
         ]
+        if show_above:
+            cells.append(td(*_mib(r.host_above_build_bytes), "num"))
         if show_device:
             cells.append(td(dev, dev_v, "num"))
         if show_energy:
@@ -189,6 +194,16 @@ def summary_table(df: pd.DataFrame, baseline: str | None) -> str:
         'data-filter="bb-summary" data-count="bb-count" autocomplete="off">'
         f'<output id="bb-count">{count}</output></div>' + html_table("bb-summary", heads, rows)
     )
+
+
+def _p99_cell(r) -> str:
+    """p99 of single iterations; of block means it is marked † and says so (not a latency p99)."""
+    if not _isnum(r.p99_s):
+        return td("")
+    basis = getattr(r, "percentiles_of", "single iterations")
+    if basis == "single iterations":
+        return td(fmt_ms(r.p99_s), r.p99_s, "num")
+    return f'<td class="num" data-v="{r.p99_s!r}" title="p99 of {esc(basis)}">{fmt_ms(r.p99_s)}†</td>'
 
 
 def _energy_cell(r) -> str:

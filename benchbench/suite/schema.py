@@ -41,15 +41,16 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from benchbench import data_spec as data_config
-from benchbench import registry, yamlsrc
-from benchbench.case import Case, Settings
+from benchbench import fit_spec, registry, yamlsrc
+from benchbench.case import TOKEN_AXES, Case, Settings
 from benchbench.errors import UserError
 from benchbench.suite import catalogue as suite_catalogue
 from benchbench.yamlsrc import Problem, format_path
 
 Catalog = Callable[[str], "dict | None"]
 
-AXES = ("framework", "model", "batch_size", "device", "mode", "variant")  # nesting order
+# nesting order; the token axes (seq_len, prompt_len, new_tokens) apply to token models only
+AXES = ("framework", "model", "batch_size", "device", "mode", "variant", *TOKEN_AXES)
 _SETTINGS_FIELDS = tuple(f.name for f in dataclasses.fields(Settings))
 _LIST_MAX = 12  # allowed values are listed in a message up to this many
 _LIST_HINT = "run `benchbench list models` to see them all"
@@ -293,6 +294,8 @@ Models = _axis(str, {"type": "string"}, _check_model)
 BatchSizes = _axis(PosInt, {"type": "integer", "minimum": 1, "maximum": INT64_MAX})
 Devices = _axis(str, {"type": "string", "pattern": registry.DEVICE_RE.pattern}, _check_device)
 Modes = _axis(str, _names(registry.MODES), _named("mode", registry.MODES))
+SeqLens = _axis(PosInt, {"type": "integer", "minimum": 1})
+NewTokens = _axis(Annotated[int, Field(ge=2)], {"type": "integer", "minimum": 2})
 
 
 def _check_variant(value: str) -> str:
@@ -379,6 +382,12 @@ class MeasureSettings(_Strict):
         description="after the timed window, a short extra window under the "
         "framework's profiler: top ops by self time in the record, a Chrome trace in the run dir",
     )
+    autotune: bool = Field(
+        _S.autotune,
+        description="the framework's kernel autotuning (torch: cudnn.benchmark; TensorFlow: "
+        "TF_CUDNN_USE_AUTOTUNE), its search in the first iteration and warm-up, recorded in math_modes; "
+        "false: off (a case of its own)",
+    )
     input_shape: Annotated[list[PosInt], Field(min_length=1)] = Field(
         None, description="per sample, channels first; suite-wide it applies to image models only"
     )
@@ -394,6 +403,9 @@ class MeasureSettings(_Strict):
         "device) or a real input pipeline; lists in size, preset, "
         "num_workers, prefetch are swept",
     )
+    fit: fit_spec.FitField = Field(
+        None, description="mode fit: epochs, target, val_fraction, split_seed, seeds, backbone (benchbench.fit_spec)"
+    )
 
 
 class Matrix(_Strict):
@@ -402,9 +414,18 @@ class Matrix(_Strict):
     framework: Frameworks = Field(["torch"])
     model: Models = Field(description="seed, torchvision, timm:NAME or package.module:function")
     batch_size: BatchSizes
-    device: Devices = Field(["cpu"], description="cpu, cuda, cuda:N or tpu")
+    device: Devices = Field(["cpu"], description="cpu, cuda, cuda:N, tpu or xla (torch_xla on the CPU)")
     mode: Modes = Field(["inference"])
     variant: Variants = Field(["fp32"])
+    seq_len: SeqLens = Field(
+        None, description=f"token models: tokens per sequence (default {registry.DEFAULT_SEQ_LEN})"
+    )
+    prompt_len: SeqLens = Field(
+        None, description=f"generate: prompt tokens per sequence (default {registry.DEFAULT_PROMPT_LEN})"
+    )
+    new_tokens: NewTokens = Field(
+        None, description=f"generate: tokens generated per sequence, >= 2 (default {registry.DEFAULT_NEW_TOKENS})"
+    )
 
 
 class Selection(_Strict):
@@ -416,6 +437,9 @@ class Selection(_Strict):
     device: Devices = None
     mode: Modes = None
     variant: Variants = None
+    seq_len: SeqLens = None
+    prompt_len: SeqLens = None
+    new_tokens: NewTokens = None
 
 
 class SuiteFile(_Strict):
@@ -592,7 +616,8 @@ def _translate(err: dict, src: yamlsrc.Source) -> Problem:
         message = "empty: give at least one value"
         field = Matrix.model_fields.get(str(loc[-1])) if loc[:1] == ("matrix",) else None
         if field is not None and not field.is_required():
-            message += f", or leave {loc[-1]} out for {', '.join(field.default)}"
+            default = ", ".join(field.default) if field.default else "its default"  # a token axis: per model
+            message += f", or leave {loc[-1]} out for {default}"
     else:  # a kind not seen yet: pydantic's one-line message, without its URL
         message = str(err.get("msg", kind)).splitlines()[0]
     return Problem(line, path, message)
@@ -621,6 +646,8 @@ def _unknown_key(parent: tuple, key: str) -> str:
         allowed = list(ResourceSettings.model_fields)
     elif parent[-1:] == ("data",):
         allowed = list(data_config.DataSpec.model_fields)
+    elif parent in (("defaults", "fit"),) or parent[::2] == ("models", "fit") or parent[-2:-1] == ("fit",):
+        allowed = fit_spec.keys_for(parent[-1])  # mode fit's block, its target: and backbone:
     elif parent == ("defaults", "telemetry") or (len(parent) == 3 and parent[::2] == ("models", "telemetry")):
         allowed = list(TelemetrySettings.model_fields)
     else:
@@ -677,7 +704,7 @@ def _check_limits(spec: SuiteFile, src: yamlsrc.Source) -> list[Problem]:
 
 
 def _expand(spec: SuiteFile, src: yamlsrc.Source, problems: list[Problem]) -> tuple[Case, ...]:
-    axes = {a: getattr(spec.matrix, a) for a in AXES}
+    axes = {a: getattr(spec.matrix, a) or [None] for a in AXES}  # a token axis left out: [None]
     combos = list(itertools.product(*axes.values()))
     for section, entries in (("exclude", spec.exclude), ("include", spec.include)):
         for i, entry in enumerate(entries):
@@ -710,6 +737,8 @@ def _expand(spec: SuiteFile, src: yamlsrc.Source, problems: list[Problem]) -> tu
         case = _case(spec, *combo)
         override = _set(spec.models[combo[1]]) if combo[1] in spec.models else {}
         with_data, issues = data_config.expand_case(case, _set(spec.defaults), override)  # data: sweeps
+        with_data, fit_issues = fit_spec.expand_cases(with_data, _set(spec.defaults), override)  # mode fit
+        issues += fit_issues
         problems += [p for p in (Problem(src.line_of(k), k, m) for k, m in issues) if p not in problems]
         for case in with_data:
             cases.setdefault(case.case_id, case)
@@ -823,7 +852,7 @@ def _matches(entry: Selection, combo: tuple) -> bool:
     return all(combo[i] in getattr(entry, axis) for i, axis in enumerate(AXES) if axis in entry.model_fields_set)
 
 
-def _case(spec: SuiteFile, framework, model, batch_size, device, mode, variant) -> Case:
+def _case(spec: SuiteFile, framework, model, batch_size, device, mode, variant, *token_axes) -> Case:
     defaults = _set(spec.defaults)
     override = _set(spec.models[model]) if model in spec.models else {}
     merged = {**defaults, **override}
@@ -835,6 +864,9 @@ def _case(spec: SuiteFile, framework, model, batch_size, device, mode, variant) 
         shape = defaults["input_shape"]
     else:
         shape = registry.default_input_shape(model)
+    tokens = registry.token_axes(model, mode, *token_axes)  # None: the case takes no token ids
+    if tokens is not None:
+        shape = (tokens[0] or tokens[1],)  # token ids per sequence: seq_len, or the prompt in generate
     return Case(
         framework=framework,
         model=model,
@@ -846,5 +878,6 @@ def _case(spec: SuiteFile, framework, model, batch_size, device, mode, variant) 
         threads=merged.get("threads"),
         optimizer=merged.get("optimizer", "adam"),
         devices=merged.get("devices", 1),
+        **dict(zip(TOKEN_AXES, tokens or (None, None, None))),
         settings=Settings(**{k: v for k, v in merged.items() if k in _SETTINGS_FIELDS}),
     )

@@ -21,8 +21,8 @@ from benchbench.framework.base import Skip
 from benchbench.registry import split_variant, variant_param
 from benchbench.variants import fidelity
 
-CALIBRATION_BATCHES = 4  # int8_static: seeded batches the observers see
-CALIBRATION_SAMPLES = 16  # samples per calibration batch (at least; the case's batch if larger)
+CALIBRATION_BATCHES = 4  # int8_static: seeded batches the observers see (at least)
+CALIBRATION_SAMPLES = 16  # × this many samples at least, in batches of the case's batch size
 UNCHANGED = ("fp32", "finetune", "frozen_backbone")  # forward = the fp32 forward before training
 
 
@@ -200,22 +200,90 @@ def _int8_dynamic(model, x) -> Applied:
     )
 
 
+def _calibration(x, seed: int) -> tuple[list[torch.Tensor], str]:
+    """Seeded standard-normal batches the observers see: at least CALIBRATION_BATCHES ×
+    CALIBRATION_SAMPLES samples, in batches of the timed input's size (an exported graph is
+    specialised to it)."""
+    gen = torch.Generator().manual_seed(seed + 2 * fidelity.SEED_OFFSET)  # not the fidelity batch
+    b = x.shape[0]
+    k = max(CALIBRATION_BATCHES, -(-CALIBRATION_BATCHES * CALIBRATION_SAMPLES // b))
+    batches = [torch.randn((b, *x.shape[1:]), generator=gen).to(x.device) for _ in range(k)]
+    return batches, f"{k} seeded batches of {b} standard-normal samples"
+
+
+def _drop_unused_attrs(gm) -> None:
+    """The float weights a converted PT2E graph no longer reads (its int8 copies replaced them):
+    removed, so that the saved size is that of what runs."""
+    used = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
+    for name in [k for k, _ in gm.named_parameters()] + [k for k, _ in gm.named_buffers()]:
+        if name not in used:
+            owner, _, leaf = name.rpartition(".")
+            delattr(gm.get_submodule(owner) if owner else gm, leaf)
+
+
+def _int8_static_pt2e(model, x, batches) -> tuple[nn.Module, nn.Module]:
+    """torchao's PT2E flow: export, X86InductorQuantizer annotation, calibration, convert; then
+    torch.compile, whose inductor lowering (weights frozen) runs the int8 oneDNN kernels. (The
+    converted graph run eagerly is a float reference of the int8 math, slower than fp32: never timed.)"""
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+    from torchao.quantization.pt2e import allow_exported_model_train_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = xiq.X86InductorQuantizer()
+    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+    exported = torch.export.export(copy.deepcopy(model), (x,)).module()
+    prepared = prepare_pt2e(exported, quantizer)
+    with torch.no_grad():
+        for b in batches:
+            prepared(b)
+    converted = convert_pt2e(prepared)
+    _drop_unused_attrs(converted)
+    allow_exported_model_train_eval(converted)  # .eval()/.train() as on any module (inference only here)
+    torch._inductor.config.freezing = True  # this worker's inductor: constant weights, prepacked for oneDNN
+    return converted, torch.compile(converted)
+
+
 def _int8_static(model, x, seed: int) -> Applied:
-    """Post-training static int8, FX graph mode with the x86 qconfig (real fbgemm/oneDNN int8
-    kernels, eager). PT2E (torchao) was tried first: with torch 2.14 + torchao 0.18 its
-    X86InductorQuantizer fails on ResNet's residual add, and without an inductor compile its
-    lowered graph ran slower than fp32."""
+    """Post-training static int8 on the CPU, calibrated on seeded batches: torchao's PT2E flow
+    (X86InductorQuantizer, lowered by torch.compile to oneDNN int8 kernels) where its quantizer
+    can annotate the model; FX graph mode (torch.ao.quantization, deprecated, eager fbgemm/oneDNN
+    int8 kernels) where it cannot — with torch 2.14 + torchao 0.18 that is ResNet's conv + add +
+    ReLU ("Input partition has more than one output node"). The record says which flow ran, and why."""
+    import torchao
+
+    model.eval()
+    batches, calibration = _calibration(x, seed)
+    try:
+        runnable, call = _int8_static_pt2e(model, x, batches)
+    except Exception as e:  # the quantizer cannot annotate (or export cannot trace) this model
+        fallback = f"torchao PT2E could not quantize it: {type(e).__name__}: {e}"[:300]
+    else:
+        return Applied(
+            model=model,
+            x=x,
+            call=call,
+            runnable=runnable,
+            compiled=True,
+            serialized_format="torch.save(state_dict) of the converted PT2E graph (int8 weights)",
+            runtime={
+                "quantization": {
+                    "flow": f"torchao {torchao.__version__} PT2E (prepare_pt2e/convert_pt2e), lowered by torch.compile",
+                    "quantizer": "X86InductorQuantizer, default config (static int8 activations and weights)",
+                    "engine": "x86",
+                    "inductor_freezing": True,
+                    "calibration": calibration,
+                }
+            },
+            facts={"params_note": "counted on the float model before quantization"},
+        )
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     torch.backends.quantized.engine = "x86"
-    model.eval()
     prepared = prepare_fx(copy.deepcopy(model), get_default_qconfig_mapping("x86"), (x,))
-    gen = torch.Generator().manual_seed(seed + 2 * fidelity.SEED_OFFSET)  # not the fidelity batch
-    n = max(CALIBRATION_SAMPLES, x.shape[0])
     with torch.no_grad():
-        for _ in range(CALIBRATION_BATCHES):
-            prepared(torch.randn((n, *x.shape[1:]), generator=gen).to(x.device))
+        for b in batches:
+            prepared(b)
     q = convert_fx(prepared)
     return Applied(
         model=model,
@@ -225,10 +293,11 @@ def _int8_static(model, x, seed: int) -> Applied:
         serialized_format="torch.save(state_dict) of the quantized model (int8 weights, packed)",
         runtime={
             "quantization": {
-                "flow": "FX graph mode (prepare_fx/convert_fx)",
+                "flow": "FX graph mode (prepare_fx/convert_fx), torch.ao.quantization",
                 "qconfig": "x86",
                 "engine": "x86",
-                "calibration": f"{CALIBRATION_BATCHES} seeded batches of {n} standard-normal samples",
+                "calibration": calibration,
+                "fallback": fallback,
             }
         },
         facts={"params_note": "counted on the float model before quantization"},

@@ -22,6 +22,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from typing import Any
 
 from benchbench.case import Case
 from benchbench.results import Record, utc_now, write_json
@@ -35,16 +36,75 @@ def one_line(e: BaseException) -> str:
     return " ".join(text.split())[:500]
 
 
-def host_memory() -> dict:
+CLEAR_REFS = "/proc/self/clear_refs"  # writing "5" resets the peak RSS (VmHWM) to the current RSS
+STATUS = "/proc/self/status"
+
+
+def _vm_hwm_bytes(status: str = STATUS) -> int | None:
+    """The peak RSS (VmHWM) of this process's memory since it started or was last reset."""
+    try:
+        with open(status, encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def build_start(clear_refs: str = CLEAR_REFS, status: str = STATUS) -> dict:
+    """The worker's memory as the model build starts (the framework imported, nothing of the
+    case built): its RSS, the peak so far, and the peak RSS reset to the current RSS (Linux's
+    ``clear_refs``) so that the peak from here on — the model, the variant and the working
+    set — can be read apart from the framework's own footprint."""
     import psutil
 
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {
-        "host_peak_rss_bytes": peak_kib * 1024,
+    mark = {
+        "rss": psutil.Process().memory_info().rss,
+        "peak_before": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # KiB on Linux
+        "reset": False,
+    }
+    try:
+        with open(clear_refs, "w", encoding="ascii") as f:
+            f.write("5")
+        mark["reset"] = _vm_hwm_bytes(status) is not None
+    except OSError as e:
+        mark["reset_reason"] = f"{clear_refs}: {e.strerror or e}"
+    return mark
+
+
+def host_memory(mark: dict | None = None, status: str = STATUS) -> dict:
+    """The worker's host memory up to the end of the timed window: its peak RSS (framework
+    import, model build and working set), and with ``mark`` (:func:`build_start`) the RSS as
+    the build started and the peak above it."""
+    import psutil
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    if mark is not None:  # a reset peak forgets what came before the build: the larger of the two
+        peak = max(peak, mark["peak_before"])
+    out = {
+        "host_peak_rss_bytes": peak,
         "host_peak_rss_source": "getrusage ru_maxrss of the worker up to the end of the timed "
         "window (framework import and model build included)",
         "host_rss_after_timed_bytes": psutil.Process().memory_info().rss,
     }
+    if mark is None:
+        return out
+    out["host_rss_at_build_start_bytes"] = mark["rss"]
+    since = _vm_hwm_bytes(status) if mark.get("reset") else None
+    if since is not None:
+        out["host_peak_above_build_start_bytes"] = max(0, since - mark["rss"])
+        out["host_peak_above_build_start_source"] = (
+            "peak RSS (VmHWM, reset as the build started) minus the RSS then: the model, the variant and the "
+            "working set, without the framework's own footprint"
+        )
+    else:
+        out["host_peak_above_build_start_bytes"] = max(0, peak - mark["rss"])
+        out["host_peak_above_build_start_source"] = (
+            "peak RSS minus the RSS as the build started; the peak RSS could not be reset there "
+            f"({mark.get('reset_reason') or 'no VmHWM'}), so an upper bound if the worker peaked before the build"
+        )
+    return out
 
 
 def _profile(case: Case, backend, prepared, trace_dir) -> dict:
@@ -88,6 +148,7 @@ def measure_case(
     step_wrapper: Callable[[Step], Step] = _same,
     memory: Callable[[dict], dict] = _same,
     runtime: dict | None = None,
+    timer: Callable[..., Any] | None = None,
 ) -> Record:
     """One case, one record: prepare (the variant and its fidelity), time, memory, model
     facts, fidelity, pipeline rates, profile, and the failure's label. The one path for
@@ -98,8 +159,11 @@ def measure_case(
     - ``device``: prepare on this device instead of ``case.device`` (rank r: ``cuda:r``);
       the record keeps ``case``.
     - ``telemetry``: sample telemetry and energy in this process (ranks: rank 0 only).
-    - ``clock``: this process's clock → the timing loop's (ranks: rank 0's, broadcast).
-    - ``step_wrapper``: the backend's step → the timed and profiled step (ranks: + a barrier).
+    - ``clock``: this process's clock → the timing loop's.
+    - ``step_wrapper``: the backend's step → the timed and profiled step.
+    - ``timer``: the timing loop, called as :func:`benchbench.measure.timing.measure` is (ranks
+      and their one-device baseline: ``data_parallel.lockstep_measure``, synchronised at the
+      window's edges only).
     - ``memory``: this process's memory figures → the record's (ranks: every rank's, gathered).
     - ``runtime``: merged into ``record.runtime`` after prepare (ranks: the placement).
 
@@ -107,6 +171,7 @@ def measure_case(
     """
     from benchbench import backends
     from benchbench.framework.base import Skip
+    from benchbench.measure import generate
     from benchbench.measure.stats import summarize
     from benchbench.measure.telemetry import Telemetry
     from benchbench.measure.timing import measure
@@ -116,6 +181,8 @@ def measure_case(
     samples_per_step = case.batch_size * case.devices
     try:
         backend = backends.get(case.framework)
+        getattr(backend, "imports", lambda: None)()  # the model zoos prepare imports anyway
+        mark = build_start()  # the framework is imported: what the case builds from here is its own
         if case.data is not None:  # a real input pipeline (benchbench.pipelines)
             from benchbench.pipelines import hook as data_hook
 
@@ -132,15 +199,30 @@ def measure_case(
                 tel.idle_baseline()
             local = tel.edge_clock() if tel is not None else time.perf_counter
             window = tel.sampling if tel is not None else None
+            generation = None
             with prepared.context():  # the sampler runs over the timed window only (not warm-up)
-                timing = measure(step, case.settings, clock=clock(local), timed_window=window)
-            if tel is not None:
-                rec.telemetry, rec.energy = tel.report(samples_per_step * timing.iterations, timing.timed_wall_s)
-        rec.memory = memory({**host_memory(), **prepared.device_memory()})
+                if prepared.generate is not None:  # generate mode: TTFT apart from every decode token
+                    generation = generate.measure(prepared.generate, case.settings, clock(local), window)
+                    timing = generation.timing
+                else:
+                    timing = (timer or measure)(step, case.settings, clock=clock(local), timed_window=window)
+            if tel is not None:  # energy per sample; generate: per output token, prefill's included
+                units = generate.output_tokens(generation, case.batch_size) if generation else None
+                rec.telemetry, rec.energy = tel.report(
+                    units or samples_per_step * timing.iterations, timing.timed_wall_s
+                )
+        rec.memory = memory({**host_memory(mark), **prepared.device_memory()})
         rec.samples = timing.samples
         rec.timing = timing.to_dict()
         rec.cold_start["first_iter_s"] = timing.first_iter_s
         rec.stats = summarize(timing.samples, samples_per_step).to_dict()
+        if generation is not None and prepared.generate is not None:  # TTFT, TPOT, token rates, KV and weight bytes
+            facts = prepared.generate.facts() if prepared.generate.facts else {}
+            rec.generate = generate.summary(
+                [generate.part(generation, case.batch_size, case.prompt_len or 0)],
+                [timing.samples],
+                facts,
+            )
         # measured once per case, in its first worker process (benchbench.measure.combine keeps them)
         once = case.settings.process == 1
         rec.model = prepared.model_facts() if once else {}
@@ -168,6 +250,10 @@ def measure_case(
 
 def run(case: Case, trace_dir: str | None = None) -> Record:
     """One case in this process (``devices: 1``): :func:`measure_case` with the defaults."""
+    if case.mode == "fit":  # train to a target, or a variant's quality on trained weights (issue 19)
+        from benchbench.worker.fit import measure_fit
+
+        return measure_fit(case, host_memory=host_memory, one_line=one_line)
     return measure_case(case, trace_dir=trace_dir)
 
 

@@ -14,15 +14,15 @@ Every process that measures runs the worker's one path, :func:`benchbench.worker
   benchbench.worker.rank …`` (torchrun) starts N rank processes (:mod:`benchbench.worker.rank`);
   gloo on CPUs, NCCL on GPUs (rank r on ``cuda:r``). A train step runs under
   ``DistributedDataParallel`` composed with the variant (``benchbench.backends.torch.wrap_ddp``:
-  gradients all-reduced in backward); every step, train or inference, then ends with an
-  all-reduce of one value, so the slowest rank sets the step time. Each rank times with
-  the same :func:`benchbench.measure.timing.measure`; its clock is rank 0's reading,
-  broadcast, so every rank takes the same stop decisions and runs the same number of
-  steps. Rank 0 samples telemetry, profiles (every rank runs the profiled steps) and writes
-  the record. On CPUs with ``threads: all`` each rank is pinned to its own share of the
+  gradients all-reduced in backward); inference ranks run independently. Each rank times with
+  :func:`lockstep_measure`: the warm-up by :func:`benchbench.measure.timing.measure`'s rules on
+  rank 0's broadcast clock (untimed), then a window planned alike on every rank, opened and
+  closed by a barrier, with nothing exchanged inside it — so every rank runs the same steps,
+  and the window ends when the slowest rank has. Rank 0 samples telemetry, profiles (every
+  rank runs the profiled steps) and writes the record. On CPUs with ``threads: all`` each rank is pinned to its own share of the
   usable cores (``cores // N``; fewer cores than ranks: ranks share, the record says so);
   with ``threads: T`` each rank runs T threads, unpinned. The one-device baseline is
-  torchrun with one rank, on rank 0's share.
+  torchrun with one rank, on rank 0's share, through the same :func:`lockstep_measure`.
 - TensorFlow: ``tf.distribute.MirroredStrategy`` in the worker process, over N GPUs, or
   on CPUs over N *logical* CPU devices (``tf.config.set_logical_device_configuration``,
   in ``benchbench.backends.tensorflow``). Logical CPU devices share one thread pool and the
@@ -36,23 +36,34 @@ Nothing here imports a framework at module level: the worker and the rank proces
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-from benchbench.case import Case
+from benchbench.case import Case, Settings
+from benchbench.measure.stats import rel_ci_halfwidth
+from benchbench.measure.timing import Timing, measure
 from benchbench.results import Record, utc_now
 
 STEP_SYNC_NOTE = (
-    "every step ends with an all-reduce of one value across all ranks (after DDP's gradient "
-    "all-reduce in train mode), so the slowest rank sets the step time; every rank's timing "
-    "clock is rank 0's reading, broadcast, so all ranks stop after the same step"
+    "synchronised at the timed window's edges only: warm-up on rank 0's broadcast clock, then a window "
+    "planned alike on every rank, opened and closed by a barrier, nothing exchanged inside it (in train "
+    "mode DDP's gradient all-reduce is the step's own); the one-device baseline runs the same code"
+)
+THROUGHPUT_NOTE = (
+    "throughput_global and throughput_single_device: samples per step × timed steps / the timed "
+    "window's wall time (edge to edge: the slowest rank's end included), the same formula on both sides; "
+    "stats are rank 0's own samples"
 )
 CPU_TF_NOTE = (
     "MirroredStrategy over logical CPU devices of one CPU: the replicas share the same cores "
@@ -106,20 +117,113 @@ class SyncedClock:
         return self.broadcast(self.local())
 
 
-def synced_step(step: Callable[[], None], barrier: Callable[[], None]) -> Callable[[], None]:
-    def run() -> None:
-        step()
-        barrier()
+WINDOW_GROWTH = 0.5  # a further window adds half the samples so far (the CI is checked at its edge)
 
-    return run
+
+def first_window(per_block: float, s: Settings) -> int:
+    """Blocks in the first timed window: ``min_time`` of them at ``per_block`` s each, within
+    ``max_time`` — but at least ``min_iters`` (which wins over ``max_time``, as in
+    :func:`measure`) and at most ``max_iters``. A function of its arguments alone: every rank
+    plans the same window."""
+    n = math.ceil(s.min_time / per_block) if per_block > 0 else s.min_iters
+    if per_block > 0:
+        n = min(n, math.floor(s.max_time / per_block))
+    return max(1, min(max(n, s.min_iters), s.max_iters))
+
+
+def lockstep_measure(
+    step: Callable[[], None],
+    settings: Settings,
+    clock: Callable[[], float] = time.perf_counter,
+    timed_window: Callable[[], AbstractContextManager] | None = None,
+    *,
+    broadcast: Callable[[float], float],
+    barrier: Callable[[], None],
+) -> Timing:
+    """The timing of a data-parallel rank — and of the one-device baseline, with a world of one
+    (``broadcast`` the identity, ``barrier`` a no-op): the same code, so the two pay the same costs.
+
+    1. The first iteration, the warm-up and one block run by :func:`measure`'s own rules on rank
+       0's clock, broadcast (:class:`SyncedClock`; untimed): every rank takes the same decisions
+       (warm-up length, block size) and learns rank 0's time per block.
+    2. The timed window is planned from there, the same on every rank: ``min_time`` of blocks, at
+       least ``min_iters``, within ``max_iters`` and ``max_time``.
+    3. A barrier opens the window and one closes it; in between each rank runs its steps and reads
+       its own clock, with no collective of its own (in train mode DDP's gradient all-reduce is the
+       work itself). The window's wall time runs from the opening barrier to the closing one: it
+       ends when the slowest rank has.
+    4. At the closing edge rank 0 decides (its samples, ``target_rel_ci``, ``max_time``) whether
+       another window follows, and how long, and broadcasts that: the only exchange besides the
+       barriers. ``timed_wall_s`` sums the windows' edge-to-edge times."""
+    s = settings
+    plan = measure(
+        step,
+        dataclasses.replace(s, min_time=0.0, min_iters=1, max_iters=1, stop_on_ci=False),
+        clock=SyncedClock(clock, broadcast),
+    )
+    block = plan.block_size
+    per_block = plan.samples[-1] * block  # rank 0's, broadcast: the same figure on every rank
+    samples: list[float] = []
+    wall = 0.0
+    n = first_window(per_block, s)
+    stop = ""
+    with timed_window() if timed_window is not None else contextlib.nullcontext():
+        while n > 0:
+            barrier()
+            start = clock()
+            for _ in range(n):
+                b0 = clock()
+                for _ in range(block):
+                    step()
+                samples.append((clock() - b0) / block)
+            barrier()
+            wall += clock() - start
+            stop, more = _next_window(samples, wall, s)
+            n = int(broadcast(float(more)))  # rank 0's decision, at the window's edge
+    rel = rel_ci_halfwidth(sorted(samples))
+    return Timing(
+        samples=samples,
+        block_size=block,
+        first_iter_s=plan.first_iter_s,
+        warmup_iters=plan.warmup_iters + plan.iterations,  # the planning block is warm-up too
+        warmup_s=plan.warmup_s + plan.timed_wall_s,
+        warmup_settled=plan.warmup_settled,
+        timed_wall_s=wall,
+        iterations=len(samples) * block,
+        stop_reason=stop,
+        target_met=rel is not None and rel <= s.target_rel_ci,
+        final_rel_ci=rel,
+    )
+
+
+def _next_window(samples: list[float], wall: float, s: Settings) -> tuple[str, int]:
+    """(stop reason, 0) or ("", blocks of the next window), from this rank's samples (rank 0's
+    decision is the one broadcast)."""
+    n = len(samples)
+    per_block = wall / n
+    if wall < s.min_time and n < s.max_iters and per_block > 0:  # planned from a slower block: top up
+        return "", max(1, min(math.ceil((s.min_time - wall) / per_block), s.max_iters - n))
+    if not s.stop_on_ci:
+        return "share_done", 0  # one process's share of a case measured in several
+    rel = rel_ci_halfwidth(sorted(samples))
+    if rel is not None and rel <= s.target_rel_ci:
+        return "ci_target_met", 0
+    if n >= s.max_iters:
+        return "max_iters", 0
+    if wall >= s.max_time:
+        return "max_time", 0
+    more = min(max(1, math.ceil(n * WINDOW_GROWTH)), s.max_iters - n)
+    more = min(more, max(1, math.floor((s.max_time - wall) / per_block)))
+    return "", more
 
 
 def skip_reason(case: Case, gpu_count: Callable[[], int] | None = None) -> str | None:
     """Why a ``devices: N`` case cannot run here (None: it can)."""
     kind, _, index = case.device.partition(":")
     n = case.devices
-    if kind == "tpu":
-        return f"devices: {n} on a TPU is not implemented (data-parallel cases run on cpu or cuda)"
+    if kind in ("tpu", "xla"):
+        where = "a TPU" if kind == "tpu" else "XLA's CPU device"
+        return f"devices: {n} on {where} is not implemented (data-parallel cases run on cpu or cuda)"
     if kind == "cuda":
         if index:
             return f"devices: {n} with device {case.device}: use device: cuda (ranks take cuda:0…cuda:{n - 1})"
@@ -134,6 +238,17 @@ def skip_reason(case: Case, gpu_count: Callable[[], int] | None = None) -> str |
             "own shard of the loader, and the loader-only and model-only windows are not run in lock-step"
         )
     return None
+
+
+def window_throughput(rec: Record, samples_per_step: int) -> float | None:
+    """Samples per second over a record's timed window: ``samples_per_step`` × its timed
+    iterations / the window's wall time (for ranks: edge to edge, the slowest rank included);
+    the record's own throughput where its timing says neither."""
+    timing = rec.timing or {}
+    iters, wall = timing.get("iterations"), timing.get("timed_wall_s")
+    if isinstance(iters, (int, float)) and isinstance(wall, (int, float)) and iters > 0 and wall > 0:
+        return samples_per_step * iters / wall
+    return (rec.stats or {}).get("throughput")
 
 
 def one_device_copy(case: Case) -> Case:
@@ -157,16 +272,17 @@ def combine(
     elif single.status != "ok":
         reason = f"one-device run {single.status}: {single.reason}"
     else:
-        base = (single.stats or {}).get("throughput")
-    glob = (multi.stats or {}).get("throughput") if multi.status == "ok" else None
+        base = window_throughput(single, case.batch_size)
+    glob = window_throughput(multi, case.batch_size * case.devices) if multi.status == "ok" else None
     dp.update(scaling(glob, base, case.devices, reason))
+    dp["throughput_note"] = THROUGHPUT_NOTE
     if single is not None:
         st = single.stats or {}
         dp["single_device"] = {
             "status": single.status,
             "reason": single.reason,
             "median_s": st.get("median"),
-            "throughput": st.get("throughput"),
+            "throughput": base,  # over its timed window, as throughput_single_device
             "n": st.get("n"),
             "threads": (single.runtime or {}).get("threads"),
             "stop_reason": (single.timing or {}).get("stop_reason"),
@@ -220,7 +336,8 @@ def _run_torch(case: Case, trace_dir: str | None) -> Record:
         "process_group_backend": backend,
         "step_sync": STEP_SYNC_NOTE,
         "single_device_how": "the same case in one process (no DDP, no collectives) on rank 0's cores or "
-        "GPU with the same per-device batch, measured in the same job just before the N-device window",
+        "GPU with the same per-device batch, timed by the same code as the ranks (lockstep_measure), "
+        "measured in the same job just before the N-device window",
     }
     return combine(multi, single, case, how, (_rank_pid(multi), _rank_pid(single)))
 

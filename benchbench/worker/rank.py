@@ -6,13 +6,17 @@
 (:func:`benchbench.worker.data_parallel.run` starts it.) The rank pins itself to its share
 of the cores (or its GPU), joins the process group and measures through the worker's one
 path, :func:`benchbench.worker.core.measure_case`, passing in what differs in a rank: its
-device, rank 0's broadcast clock, a barrier after every step, telemetry on rank 0 only,
-every rank's memory figures and its placement. Rank 0 writes the record.
+device, the lock-step timing (:func:`benchbench.worker.data_parallel.lockstep_measure`: warm-up
+on rank 0's broadcast clock, a planned window opened and closed by a barrier, nothing
+exchanged inside it), telemetry on rank 0 only, every rank's memory figures and its placement.
+Rank 0 writes the record. torchrun with one rank (the one-device baseline) runs the same code,
+its collectives no-ops.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -22,7 +26,7 @@ from pathlib import Path
 from benchbench.case import Case
 from benchbench.results import write_json
 from benchbench.worker import core
-from benchbench.worker.data_parallel import SyncedClock, one_device_copy, rank_cores, synced_step
+from benchbench.worker.data_parallel import lockstep_measure, one_device_copy, rank_cores
 
 
 def rank_main(argv: list[str]) -> int:
@@ -72,8 +76,8 @@ def rank_main(argv: list[str]) -> int:
             trace_dir=where,
             device=device,
             telemetry=rank == 0,
-            clock=lambda local_clock: SyncedClock(local_clock, broadcast),
-            step_wrapper=lambda step: synced_step(step, barrier),
+            # every rank, and the one-device baseline (a world of one): synchronised at the window's edges
+            timer=functools.partial(lockstep_measure, broadcast=broadcast, barrier=barrier),
             memory=memory,
             runtime={"placement": placement},
         )
@@ -104,7 +108,9 @@ def _set_thread_env(threads: int) -> None:
 
 
 def _collectives(kind: str, world: int):
-    """(broadcast of rank 0's float, barrier all-reduce, gather of a picklable) for this group."""
+    """(broadcast of rank 0's float, barrier, gather of a picklable) for this group: the barrier
+    is an all-reduce of one value (and, on GPUs, a device synchronisation), used only at the
+    edges of the timed window."""
     if world == 1:
         return (lambda v: v), (lambda: None), (lambda obj: [obj])
     import torch

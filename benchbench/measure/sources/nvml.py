@@ -33,6 +33,10 @@ import warnings
 from benchbench.measure.sources import Channel, Unavailable
 
 ENERGY_COUNTER_PERIOD_S = 0.1  # assumed update period of the total-energy counter (see above)
+MIG_ENERGY_NOTE = (
+    "a MIG instance: NVML gives power and energy for the whole GPU only, so this is the whole GPU's "
+    "(every MIG slice and process on it), not the slice's"
+)
 INSTALL_HINT = "pip install 'benchbench[gpu]'"
 NOT_INSTALLED = f"nvidia-ml-py not installed ({INSTALL_HINT})"
 
@@ -163,8 +167,11 @@ class NvmlSource:
     power_label = "nvml-power-integral"
     counter_period_s = ENERGY_COUNTER_PERIOD_S
 
-    def __init__(self, nvml, handle, matched: dict):
+    def __init__(self, nvml, handle, matched: dict, name: str = "nvml"):
         self.nvml, self.h, self.matched = nvml, handle, matched
+        self.name = name  # "nvml"; "nvml[i]" for device i of a case on several GPUs
+        # what every energy figure from this source must say about its scope (a MIG slice)
+        self.energy_note = MIG_ENERGY_NOTE if matched.get("mig") else None
         self._open = True
         self.unsupported: dict[str, str] = {}
         self.power_reading = None
@@ -223,6 +230,12 @@ class NvmlSource:
         self.channels = tuple(c for _, chs in readers for c in chs)
         self.facts = device_facts(nvml, handle)
 
+    @property
+    def device_id(self) -> str | None:
+        """The physical GPU's UUID (a MIG slice's parent): two sources with the same one
+        read the same counters."""
+        return self.facts.get("uuid")
+
     def poll(self) -> tuple:
         out: list = []
         error = self.nvml.NVMLError
@@ -255,13 +268,14 @@ class NvmlSource:
                 pass
 
 
-def open_nvml(uuid: str | None, pci_bus_id: str | None = None, nvml=None) -> NvmlSource:
-    """The source for the GPU with this UUID / PCI bus id; ``nvml`` replaces pynvml in tests."""
+def open_nvml(uuid: str | None, pci_bus_id: str | None = None, nvml=None, name: str = "nvml") -> NvmlSource:
+    """The source for the GPU with this UUID / PCI bus id; ``nvml`` replaces pynvml in tests;
+    ``name`` prefixes its series (``nvml[i]`` for device i of a multi-GPU case)."""
     nvml = nvml or load()
     init(nvml)
     try:
         handle, matched = match(nvml, uuid, pci_bus_id)
-        return NvmlSource(nvml, handle, matched)
+        return NvmlSource(nvml, handle, matched, name=name)
     except BaseException:
         try:
             nvml.nvmlShutdown()
