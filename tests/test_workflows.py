@@ -11,6 +11,8 @@
   clean nights and go red on a bad one with the ``ab`` confirm agreeing, each side importing
   its own build (the test stops at the first red night).
 * The pull-request workflow's steps: the base branch's build against the slower PR's, red.
+* docs/nightly.md shows excerpts of the workflow files that are in them; the shipped suites
+  (suites/nightly.yaml, suites/pr.yaml) validate, with CUDA cases skipped here with the reason.
 
 The test plays the runner: it provides what the ``uses:`` steps and the runner would (a
 checkout of the commit, ``GITHUB_SHA``, ``GITHUB_WORKSPACE``, ``RUNNER_TEMP``,
@@ -293,3 +295,23 @@ def test_the_docs_show_the_workflows_as_they_are():
     for path, block in blocks:
         assert block in (ROOT / path).read_text(), f"docs/nightly.md's excerpt of {path} is not in it:\n{block}"
     assert "\nname: nightly-benchmarks" not in text  # no whole workflow in the page
+
+
+@pytest.mark.parametrize(("name", "cpu_cases"), [("nightly", 7), ("pr", 2)])
+def test_the_shipped_suites_validate_with_their_gpu_cases(name, cpu_cases):
+    """suites/nightly.yaml and suites/pr.yaml, as the workflows run them: valid, the CPU cases
+    docs/nightly.md counts, and CUDA cases that a GPU runner runs and any other machine skips
+    with the reason."""
+    from benchbench import probe
+    from benchbench.suite.schema import load_suite
+
+    suite = load_suite(ROOT / "suites" / f"{name}.yaml")
+    assert suite.name == name
+    by_device = {d: [c for c in suite.cases if c.device == d] for d in {c.device for c in suite.cases}}
+    assert set(by_device) == {"cpu", "cuda"}
+    assert len(by_device["cpu"]) == cpu_cases
+    assert all(probe.skip_reason(c) is None for c in by_device["cpu"])
+    for case in by_device["cuda"]:
+        reason = probe.device_skip_reason(case.framework, "cuda")
+        if reason is not None:  # no GPU here: skipped, and why
+            assert probe.skip_reason(case) == reason and "GPU" in reason
