@@ -5,7 +5,8 @@ torch_xla needs its own torch release, so these tests run in CI's second virtual
 installed (the main virtualenv) the module is skipped with the reason.
 
 What they show, on the real lazy device (no fakes):
-- the timed step waits for the device: a step whose work grows 4× takes ≳3× longer, in
+- the timed step waits for the device: a step whose work grows 4× takes ≥ 2.2× longer (2.6–3.7×
+  measured; a step that does not wait: ~1×), in
   inference — where the step discards the model's output — and in training;
 - the same step without the fix (output dropped, ``torch_xla.sync()`` without waiting) does
   not scale at all: the check above can fail;
@@ -39,10 +40,11 @@ pytestmark = pytest.mark.xla
 
 # a stack of matmuls at a batch, then at 4× the batch: 4× the work at the same efficiency (both
 # batches fill the CPU's matmul kernels), while the per-step costs that do not grow with the
-# batch — tracing the lazy graph, the optimizer's update — stay the same; the train batches are
-# larger so that the work (tens to hundreds of ms) dwarfs those (~30 ms for Adam on 2 cores)
+# batch (tracing the lazy graph, the sync, the optimizer's update: ~1–2 ms inference, ~30 ms
+# Adam on 2 cores) stay the same: batches large enough that the work (tens to hundreds of ms)
+# dwarfs those (at 256 → 1024, inference scaled only 2.6× in CI: the fixed costs showed)
 WIDTH, LAYERS = 512, 4
-BATCHES = {"inference": (256, 1024), "train": (1024, 4096)}
+BATCHES = {"inference": (1024, 4096), "train": (1024, 4096)}
 SMALL, LARGE = BATCHES["inference"]
 MODEL = f"""\
 from torch import nn
@@ -74,7 +76,9 @@ def _median(model: str, batch: int, mode: str) -> tuple[float, dict]:
 def test_the_timed_step_waits_for_the_work(work_model, mode):
     small, rec = _median(work_model, BATCHES[mode][0], mode)
     large, _ = _median(work_model, BATCHES[mode][1], mode)
-    assert large / small >= 3.0, (mode, small, large)
+    # 4× the work: 2.6–3.7× the time measured here (the per-step fixed costs and the kernels'
+    # efficiency at each batch vary); a step that does not wait for the device takes ~1× (below)
+    assert large / small >= 2.2, (mode, small, large)
     assert rec["runtime"]["device_type"] == "xla" and rec["runtime"]["device_name"].startswith("XLA CPU device")
     assert rec["timing"]["percentiles_of"] == "single iterations"  # tens of ms: timed one by one
 
@@ -104,7 +108,7 @@ def test_the_unfixed_step_times_nothing(work_model):
         return sorted(times)[len(times) // 2]
 
     small, large = old_step_median(SMALL), old_step_median(LARGE)
-    assert large / small < 2.0, (small, large)
+    assert large / small < 1.5, (small, large)  # ~1×: 0.12 ms at either batch
 
 
 def test_fp32_runs_at_the_highest_xla_matmul_precision_and_records_it(work_model):
