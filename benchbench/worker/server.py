@@ -27,16 +27,26 @@ import traceback
 
 
 def preload(framework: str) -> None:
+    """Import what every worker of ``framework`` imports (module code only: no op run, no
+    thread pool or device context): whatever the server leaves out, each child pays again
+    (timm alone, which torch's workers import for its version, cost ~0.4 s a child)."""
     if framework == "torch":
         import torch  # noqa: F401
         import torchvision  # noqa: F401
 
-        from benchbench.backends import torch as _torch_backend  # noqa: F401 (models, variants)
+        from benchbench.backends import torch as _torch_backend  # noqa: F401 (models)
+        from benchbench.variants import torch_variants  # noqa: F401
     elif framework == "tensorflow":
-        from benchbench.backends import tensorflow as _tf_backend  # noqa: F401 (tf, keras, models, variants)
+        from benchbench.backends import tensorflow as _tf_backend  # noqa: F401 (tf, keras, models)
+        from benchbench.variants import tf_variants  # noqa: F401
     else:
         raise SystemExit(f"no fork server for framework {framework!r}")
+    from benchbench import backends
+
+    getattr(backends.get(framework), "imports", lambda: None)()  # torch: timm and numpy
     import benchbench.worker.core  # noqa: F401
+    from benchbench.measure import generate, stats, telemetry, timing  # noqa: F401
+    from benchbench.measure.sources import amd, cpu, nvml, rapl  # noqa: F401
 
 
 def _child(req: dict, proto: int, inp: int) -> None:
