@@ -370,6 +370,8 @@ def test_resources_a_case_asks_ray_for():
     cpu = Case("torch", "seed_mlp", 1, "cpu", "inference", "fp32", (10,))
     assert case_resources(cpu, None, whole_node_cpus(nodes))["num_cpus"] == 4.0  # threads: all → a whole node
     assert case_resources(replace(cpu, threads=2, devices=2))["num_cpus"] == 4  # per rank
+    # XLA's CPU device runs on the node's CPUs like a cpu case (it asked for 1 CPU before)
+    assert case_resources(replace(cpu, device="xla"), None, whole_node_cpus(nodes))["num_cpus"] == 4.0
     gpu = replace(
         cpu,
         device="cuda",

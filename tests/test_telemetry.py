@@ -993,3 +993,11 @@ def test_idle_baseline_that_never_settles_says_so():
     tel.idle_baseline()
     assert tel.idle_settle["settled"] is False
     assert tel.idle_settle["settle_s"] + 1.0 == pytest.approx(tm.IDLE_SETTLE_MAX_S, abs=1.0)
+
+
+def test_xla_cpu_device_energy_is_the_cpus():
+    # device: xla is XLA's CPU device: its work's energy is the CPU domain's, not an "xla"
+    # domain no source can ever measure (which made every xla case's J/sample unavailable)
+    tel = Telemetry([], {}, hz=0, device_kind="xla")
+    assert tel.primary == "cpu" and tel.domains == ["cpu"]
+    assert Telemetry([], {}, hz=0, device_kind="cuda").domains == ["gpu", "cpu"]

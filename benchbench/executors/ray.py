@@ -52,7 +52,7 @@ def case_resources(case: Case, extra: dict | None = None, node_cpus: float = 1) 
     res = case.settings.resources or {}
     kind = case.device.split(":", 1)[0]
     req: dict = {"num_cpus": 1, "num_gpus": 0, "resources": {}}
-    if kind == "cpu":
+    if kind in ("cpu", "xla"):  # xla: XLA's CPU device, as CPU-bound as a cpu case
         ranks = case.devices if case.framework == "torch" else 1  # torch: T threads per rank process
         req["num_cpus"] = case.threads * ranks if case.threads else node_cpus
     elif kind == "cuda":

@@ -515,7 +515,9 @@ def _one_per_device(sources: list[Source]) -> list[Source]:
 
 
 def _domain_of(device_kind: str) -> str:
-    return {"cuda": "gpu"}.get(device_kind, device_kind)
+    """The energy domain a case's work runs in: ``xla`` is XLA's CPU device (torch_xla with
+    PJRT_DEVICE=CPU), so its energy is the CPU's; a TPU's is its own (no source yet)."""
+    return {"cuda": "gpu", "xla": "cpu"}.get(device_kind, device_kind)
 
 
 class Telemetry:
