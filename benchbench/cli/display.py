@@ -40,10 +40,54 @@ def case_table(rows: list[tuple[Case, str | None]], title: str) -> Table:
     return t
 
 
+def _seconds(x: float | None) -> str:
+    return "n/a" if x is None else (fmt_ms(x) + " ms" if x < 1 else f"{x:,.1f} s")
+
+
+def generate_note(gen: dict | None) -> str:
+    """Generate mode: TTFT (with its interval) and the single-token p99 beside the table's
+    decode rate (its samples/s column is decode tokens/s, its ms column the time per token)."""
+    if not gen:
+        return ""
+    ttft, tpot = gen.get("ttft_s") or {}, gen.get("tpot_s") or {}
+    rel = ttft.get("rel_ci")
+    text = f"TTFT {_seconds(ttft.get('median'))}" + (f" ±{rel * 100:.1f}%" if rel is not None else "")
+    if tpot.get("p99") is not None:
+        text += f", per-token p99 {_seconds(tpot['p99'])}"
+    if gen.get("decode_tokens_per_s"):
+        text += f", {gen['decode_tokens_per_s']:,.1f} decode tok/s"
+    return text
+
+
+def quality_note(q: dict | None) -> str:
+    """Fit mode: time to target (median and range over the seeds that met it, how many did),
+    or a variant's validation F1 and its change against fp32."""
+    if not q:
+        return ""
+    if q.get("kind") in ("fit", "transfer"):
+        target = q.get("target") or {}
+        spread = (q.get("spread") or {}).get("time_to_target_s") or {}
+        head = f"{target.get('metric')} ≥ {target.get('value')}" if target else "no target"
+        if not target:
+            return f"{head}: {q.get('epochs_run')} epochs, val F1 {(q.get('final') or {}).get('val_f1', 'n/a')}"
+        if not q.get("seeds_reached"):
+            return f"{head} not reached (0/{q.get('seeds_run')} seeds)"
+        text = f"{head} in {_seconds(q.get('time_to_target_s'))} ({q['seeds_reached']}/{q.get('seeds_run')} seeds"
+        if spread.get("n", 0) > 1:
+            text += f", {_seconds(spread.get('min'))}–{_seconds(spread.get('max'))}"
+        return text + ")"
+    metrics, delta = q.get("metrics") or {}, q.get("delta") or {}
+    if metrics.get("f1") is None:
+        return ""
+    text = f"val F1 {metrics['f1']:.3f}"
+    return text + (f" ({delta['f1']:+.3f} vs fp32)" if delta.get("f1") is not None else "")
+
+
 def note(rec: Record) -> str:
     if rec.status != "ok":
         return rec.reason or ""
     notes = [rec.pipeline["text"]] if getattr(rec, "pipeline", None) and rec.pipeline.get("text") else []
+    notes += [n for n in (generate_note(rec.generate), quality_note(rec.quality)) if n]
     if rec.stats and rec.stats.get("noisy"):
         notes.append("noisy (IQR > 10%)")
     if rec.timing and not rec.timing.get("target_met"):
