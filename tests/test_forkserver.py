@@ -46,3 +46,36 @@ def test_state_a_case_changes_never_reaches_the_next_cases_child(tmp_path):
     usable = recs["leaky_models:second"].runtime["threads"]
     for s in seen:
         assert s == {"mkldnn_enabled": True, "env": None, "built_before": [], "threads": usable}, s
+
+
+PRELOAD_CHECK = """\
+import sys
+from benchbench.worker.server import preload
+preload("torch")
+before = set(sys.modules)
+from benchbench.backends import torch as tb
+versions = tb._versions()
+assert "timm" not in sys.modules, "the server imported timm"
+tb.BACKEND.imports("resnet18")  # a torchvision model: still no timm
+assert "timm" not in sys.modules
+import importlib.metadata as md
+try:
+    want = md.version("timm")
+except md.PackageNotFoundError:
+    want = None
+assert versions["timm"] == want, (versions["timm"], want)
+tb.BACKEND.imports("timm:resnet18") if want else None  # a timm model imports it before its build
+assert (want is None) or "timm" in sys.modules
+print("ok", versions["timm"])
+"""
+
+
+def test_the_server_preloads_what_workers_import_but_timm_only_for_timm_models():
+    # a forked child must not import what every child needs (each paid ~0.4 s for timm once),
+    # and the server must not import timm at all: a version string needs no import
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", PRELOAD_CHECK], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import io
 import os
+import sys
 import time
 
 import torch
 
+from benchbench import registry
 from benchbench.case import Case
 from benchbench.framework.base import Prepared, Skip
 from benchbench.hardware.environment import cpu_model
@@ -21,13 +24,22 @@ FLOPS_NOTE = (
 )
 
 
+def _version_of(pkg: str) -> str | None:
+    """An installed package's version, without importing it (timm alone takes ~0.5–1.5 s to
+    import, which every worker would pay for a version string); None when not installed."""
+    module = sys.modules.get(pkg)
+    if module is not None and getattr(module, "__version__", None):
+        return str(module.__version__)
+    try:
+        return importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:  # not installed: not a version
+        return None
+
+
 def _versions() -> dict:
     out = {"torch": torch.__version__}
     for pkg in ("torchvision", "timm", "numpy"):
-        try:
-            out[pkg] = __import__(pkg).__version__
-        except Exception:  # not installed: not a version
-            out[pkg] = None
+        out[pkg] = _version_of(pkg)
     out["cuda"] = torch.version.cuda
     # ROCm build: AMD GPUs through the same torch.cuda API and `cuda` device (telemetry: AMD SMI)
     out["hip"] = getattr(torch.version, "hip", None)
@@ -413,11 +425,15 @@ def wrap_ddp(case: Case, v, device: torch.device, runtime: dict, sync):
 class TorchBackend:
     name = "torch"
 
-    def imports(self) -> None:
-        """Import what every prepare imports anyway (torchvision and timm, for their models
-        and versions) before the worker marks the build's start: their ~200 MiB are the
-        framework's footprint, not the case's (``memory.host_peak_above_build_start_bytes``)."""
-        _versions()
+    def imports(self, model: str | None = None) -> None:
+        """Import what the case's prepare imports anyway (torchvision for every model, timm for
+        a ``timm:`` one) before the worker marks the build's start: a zoo's import is the
+        framework's footprint, not the case's (``memory.host_peak_above_build_start_bytes``).
+        The fork server calls it without a model: torchvision only."""
+        import torchvision  # noqa: F401
+
+        if model is not None and registry.model_kind(model) == "timm":
+            import timm  # noqa: F401
 
     def profile(self, prepared: Prepared, trace_path) -> dict:
         with prepared.context():

@@ -181,7 +181,9 @@ def measure_case(
     samples_per_step = case.batch_size * case.devices
     try:
         backend = backends.get(case.framework)
-        getattr(backend, "imports", lambda: None)()  # the model zoos prepare imports anyway
+        imports = getattr(backend, "imports", None)  # the model zoo prepare imports anyway
+        if imports is not None:
+            imports(case.model)
         mark = build_start()  # the framework is imported: what the case builds from here is its own
         if case.data is not None:  # a real input pipeline (benchbench.pipelines)
             from benchbench.pipelines import hook as data_hook

@@ -29,7 +29,8 @@ import traceback
 def preload(framework: str) -> None:
     """Import what every worker of ``framework`` imports (module code only: no op run, no
     thread pool or device context): whatever the server leaves out, each child pays again
-    (timm alone, which torch's workers import for its version, cost ~0.4 s a child)."""
+    (timm, which torch's workers once imported for its version string, cost ~0.4 s a child;
+    now only a ``timm:`` case imports it)."""
     if framework == "torch":
         import torch  # noqa: F401
         import torchvision  # noqa: F401
@@ -43,7 +44,9 @@ def preload(framework: str) -> None:
         raise SystemExit(f"no fork server for framework {framework!r}")
     from benchbench import backends
 
-    getattr(backends.get(framework), "imports", lambda: None)()  # torch: timm and numpy
+    imports = getattr(backends.get(framework), "imports", None)  # torch: torchvision (timm only for its models)
+    if imports is not None:
+        imports()
     import benchbench.worker.core  # noqa: F401
     from benchbench.measure import generate, stats, telemetry, timing  # noqa: F401
     from benchbench.measure.sources import amd, cpu, nvml, rapl  # noqa: F401
