@@ -42,11 +42,6 @@ def preload(framework: str) -> None:
         from benchbench.variants import tf_variants  # noqa: F401
     else:
         raise SystemExit(f"no fork server for framework {framework!r}")
-    from benchbench import backends
-
-    imports = getattr(backends.get(framework), "imports", None)  # torch: torchvision (timm only for its models)
-    if imports is not None:
-        imports()
     import benchbench.worker.core  # noqa: F401
     from benchbench.measure import generate, stats, telemetry, timing  # noqa: F401
     from benchbench.measure.sources import amd, cpu, nvml, rapl  # noqa: F401
